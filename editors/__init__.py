@@ -1,0 +1,1 @@
+"""Editing methods behind one contract (see editors.base)."""

@@ -1,0 +1,1 @@
+"""Restraints on (W0, ΔW): PRUNE and RECT; spectrum tracking."""
