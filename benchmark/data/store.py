@@ -1,0 +1,197 @@
+"""Resolving a data set name to a verified file under the data root, and fetching it.
+
+``resolve(name)`` checks that the file exists and that its sha256 matches the manifest.
+Verified hashes are cached by (path, size, mtime_ns, expected sha256): in memory, and in
+``<cache root>/data-verified.json`` so later processes skip re-hashing unchanged files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import pickle
+import threading
+from pathlib import Path
+
+from benchmark import io as bio
+from benchmark import settings
+from benchmark.data.manifest import DatasetManifest, get_manifest
+from benchmark.errors import DataError
+
+log = logging.getLogger(__name__)
+
+_LOCK = threading.Lock()
+_VERIFIED: set[tuple[str, int, int, str]] = set()
+_DISK_CACHE_NAME = "data-verified.json"
+
+
+class MissingData(DataError):
+    """The file of a data set is not under the data root."""
+
+
+class ChecksumMismatch(DataError):
+    """A file's sha256 differs from its manifest."""
+
+
+def tree_sha256(directory: Path, members: tuple[str, ...]) -> str:
+    """Hash of a folder: sha256 over the lines ``"<sha256 of file>  <member>\\n"`` in
+    sorted member order (the output of ``sha256sum`` over the sorted members)."""
+    h = hashlib.sha256()
+    for member in sorted(members):
+        h.update(f"{bio.sha256_file(directory / member)}  {member}\n".encode())
+    return h.hexdigest()
+
+
+def _stat_key(path: Path, m: DatasetManifest) -> tuple[str, int, int, str]:
+    if m.is_dir:
+        stats = [(path / f).stat() for f in m.members]
+        size = sum(s.st_size for s in stats)
+        mtime = max([s.st_mtime_ns for s in stats] + [path.stat().st_mtime_ns])
+    else:
+        st = path.stat()
+        size, mtime = st.st_size, st.st_mtime_ns
+    return (str(path), size, mtime, m.sha256 or "")
+
+
+def _disk_cache_file() -> Path:
+    return settings.cache_root() / _DISK_CACHE_NAME
+
+
+def _disk_cache_read() -> set[tuple[str, int, int, str]]:
+    try:
+        rows = json.loads(_disk_cache_file().read_text())
+        return {tuple(r) for r in rows}  # type: ignore[misc]
+    except (OSError, ValueError, TypeError):
+        return set()
+
+
+def _disk_cache_add(key: tuple[str, int, int, str]) -> None:
+    try:
+        rows = _disk_cache_read()
+        rows.add(key)
+        bio.write_json(_disk_cache_file(), sorted(list(r) for r in rows))
+    except OSError as exc:  # a read-only cache only costs re-hashing
+        log.debug("cannot write %s: %s", _disk_cache_file(), exc)
+
+
+def expected_path(m: DatasetManifest, data_root: str | Path | None = None) -> Path:
+    return settings.data_root(data_root) / m.path
+
+
+def missing_message(m: DatasetManifest, path: Path) -> str:
+    how = ("" if m.mirrored else
+           " (not in the offline mirror; on a networked machine run "
+           f"`SEQEDIT_OFFLINE=0 seqedit data fetch {m.name}`)")
+    return (f"data set {m.name!r} not found at {path}; the data root comes from "
+            f"{settings.DATA_ENV} (or --data-root). Canonical URL: {m.url}{how}")
+
+
+def verify(m: DatasetManifest, data_root: str | Path | None = None, *, use_cache: bool = True) -> Path:
+    """Check existence and sha256 of ``m``'s file; return its path."""
+    path = expected_path(m, data_root)
+    if m.is_dir:
+        if not path.is_dir():
+            raise MissingData(path, missing_message(m, path), field="path")
+        for member in m.members:
+            if not (path / member).is_file():
+                raise MissingData(path / member, f"member of data set {m.name!r} missing "
+                                  f"(canonical URL: {m.url}{member})", field="members")
+    elif not path.is_file():
+        raise MissingData(path, missing_message(m, path), field="path")
+    if m.sha256 is None:
+        log.warning("data set %s has no pinned sha256; existence checked only", m.name)
+        return path
+    if m.size is not None and not m.is_dir and path.stat().st_size != m.size:
+        raise ChecksumMismatch(
+            path, f"size {path.stat().st_size} bytes differs from the manifest of {m.name!r} "
+            f"({m.size} bytes): the file is truncated or a different version; re-fetch it from {m.url}",
+            field="size")
+    key = _stat_key(path, m)
+    with _LOCK:
+        if use_cache and key in _VERIFIED:
+            return path
+    if use_cache and key in _disk_cache_read():
+        with _LOCK:
+            _VERIFIED.add(key)
+        return path
+    got = tree_sha256(path, m.members) if m.is_dir else bio.sha256_file(path)
+    if got != m.sha256:
+        raise ChecksumMismatch(
+            path, f"sha256 {got} does not match the manifest of {m.name!r} ({m.sha256}); "
+            f"the file is corrupt or a different version: re-fetch it from {m.url}", field="sha256")
+    with _LOCK:
+        _VERIFIED.add(key)
+    if use_cache:
+        _disk_cache_add(key)
+    return path
+
+
+def resolve(name: str, *, data_root: str | Path | None = None,
+            manifest_dir: str | Path | None = None) -> Path:
+    """Path of data set ``name`` under the data root, verified (existence + sha256)."""
+    return verify(get_manifest(name, manifest_dir), data_root)
+
+
+def clear_verification_cache() -> None:
+    """Forget in-memory verifications (the on-disk cache is keyed by size and mtime anyway)."""
+    with _LOCK:
+        _VERIFIED.clear()
+
+
+# --------------------------------------------------------------------------- fetching
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles only plain containers and scalars: any class or function is refused."""
+
+    def find_class(self, module: str, name: str):  # noqa: D401
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data pickle")
+
+
+def _transform(m: DatasetManifest, blob: bytes) -> bytes:
+    if m.transform == "pickle-to-json":
+        obj = _PlainUnpickler(io.BytesIO(blob)).load()
+        return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    return blob
+
+
+def _download(url: str, timeout: float = 60.0) -> bytes:
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"User-Agent": "seqedit-bench"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (https only, manifest URLs)
+        return resp.read()
+
+
+def fetch(name: str, *, data_root: str | Path | None = None, manifest_dir: str | Path | None = None,
+          force: bool = False) -> Path:
+    """Download data set ``name`` to the data root and verify it (networked machines only).
+
+    Offline (the default) this fails at once with settings.require_network's message and
+    opens no connection. A file already present and verified is left alone unless ``force``.
+    """
+    m = get_manifest(name, manifest_dir)
+    settings.require_network(f"fetching data set {name!r} from {m.url}")
+    root = settings.data_root(data_root)
+    if not force:
+        try:
+            return verify(m, root)
+        except MissingData:
+            pass
+        except ChecksumMismatch:
+            log.warning("%s: present but its sha256 differs; downloading again", name)
+    target = root / m.path
+    if m.is_dir:
+        for member in m.members:
+            bio.write_bytes(target / member, _download(m.url + member))
+    else:
+        blob = _transform(m, _download(m.url))
+        if m.sha256 is None:
+            log.warning("%s: unpinned upstream file, got sha256 %s", name, hashlib.sha256(blob).hexdigest())
+        elif hashlib.sha256(blob).hexdigest() != m.sha256:
+            raise ChecksumMismatch(m.url, f"downloaded sha256 {hashlib.sha256(blob).hexdigest()} does not "
+                                   f"match the manifest ({m.sha256}); nothing written", field="sha256")
+        bio.write_bytes(target, blob)
+    return verify(m, root, use_cache=False)
+
+
