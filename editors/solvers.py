@@ -84,21 +84,23 @@ class NullSpaceThreshold:
     - ``absolute``: eigenvalues ``< value`` (released AlphaEdit code: 2e-2; paper: 1e-2).
       Depends on the scale of the keys; on a model whose key moments are large it can
       select nothing (P = 0, no edit at all).
+    - ``relative``: eigenvalues ``< value`` times the largest eigenvalue (scale-free).
     - ``energy``: the smallest eigenvalues whose sum is at most ``value`` times the trace
       of ``C0`` (scale-free; the null space then carries at most that share of the key
       energy, so P = 0 only if even the smallest eigenvalue exceeds it).
     """
 
-    mode: Literal["absolute", "energy"] = "absolute"
+    mode: Literal["absolute", "relative", "energy"] = "absolute"
     value: float = 2e-2
 
     def __post_init__(self) -> None:
-        if self.mode not in ("absolute", "energy"):
-            raise ValueError(f"null-space threshold mode must be 'absolute' or 'energy', got {self.mode!r}")
+        if self.mode not in ("absolute", "relative", "energy"):
+            raise ValueError("null-space threshold mode must be 'absolute', 'relative' or 'energy', "
+                             f"got {self.mode!r}")
         if not self.value >= 0:
             raise ValueError(f"null-space threshold must be >= 0, got {self.value}")
-        if self.mode == "energy" and self.value > 1:
-            raise ValueError(f"energy threshold is a fraction of the trace (<= 1), got {self.value}")
+        if self.mode != "absolute" and self.value > 1:
+            raise ValueError(f"{self.mode} threshold is a fraction (<= 1), got {self.value}")
 
 
 def null_space_basis(C0: torch.Tensor, threshold: NullSpaceThreshold) -> torch.Tensor:
@@ -110,6 +112,8 @@ def null_space_basis(C0: torch.Tensor, threshold: NullSpaceThreshold) -> torch.T
     evals, evecs = torch.linalg.eigh(C)  # ascending
     if threshold.mode == "absolute":
         keep = evals < threshold.value
+    elif threshold.mode == "relative":
+        keep = evals < threshold.value * evals[-1]
     else:
         budget = threshold.value * evals.clamp_min(0).sum()
         keep = torch.cumsum(evals.clamp_min(0), 0) <= budget

@@ -109,9 +109,20 @@ def test_null_space_projection_energy_threshold_is_a_trace_budget():
     np.testing.assert_allclose(U_big @ U_big.T, U @ U.T, atol=1e-8)
 
 
+def test_null_space_projection_relative_threshold_scales_with_the_largest_eigenvalue():
+    rng = _rng(11)
+    d = 6
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    evals = np.array([0.5, 0.9, 1.5, 4.0, 20.0, 100.0])
+    C0 = (Q * evals) @ Q.T
+    # 1% of the largest eigenvalue (100) = 1.0 -> eigenvalues 0.5 and 0.9
+    U = solvers.null_space_basis(_t(C0), solvers.NullSpaceThreshold("relative", 0.01)).numpy()
+    np.testing.assert_allclose(U @ U.T, Q[:, :2] @ Q[:, :2].T, atol=1e-10)
+
+
 def test_null_space_threshold_validates():
     with pytest.raises(ValueError):
-        solvers.NullSpaceThreshold("relative", 0.1)
+        solvers.NullSpaceThreshold("bogus", 0.1)
     with pytest.raises(ValueError):
         solvers.NullSpaceThreshold("energy", 2.0)
 
