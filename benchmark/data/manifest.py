@@ -72,6 +72,9 @@ class DatasetManifest(BaseModel):
     mirrored: bool
     transform: Transform = "none"
     members: tuple[str, ...] = ()
+    #: 0-based indices of upstream records known to be malformed (e.g. an empty target);
+    #: loaders drop them, logging each, instead of failing. Any other bad record is an error.
+    exclude_records: tuple[int, ...] = ()
     notes: str | None = None
 
     @field_validator("path")

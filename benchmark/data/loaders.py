@@ -1,0 +1,349 @@
+"""Edit-request loaders with record-level validation.
+
+Every record of a file is validated before anything is returned (so a long run never
+starts on bad data); each problem raises :class:`~benchmark.errors.DataError` naming the
+file, the record index (0-based position in the file) and the field.
+
+Formats (``DatasetManifest.format``):
+
+- ``counterfact-easyedit`` -- EasyEdit/MEND CounterFact: ``case_id, prompt, subject,
+  target_new, ground_truth, rephrase_prompt, locality_prompt, locality_ground_truth``.
+  Locality is the locality prompt scored against its own answer.
+- ``counterfact-rome`` -- ROME's counterfact.json: ``requested_rewrite`` (prompt with ``{}``
+  for the subject, ``target_new.str``, ``target_true.str``), ``paraphrase_prompts``,
+  ``neighborhood_prompts`` (answer: the true target), ``generation_prompts``.
+- ``zsre-mend`` -- ``subject, src, alt (new answer), answers (true answers; the first is
+  ``target_true``), pred, rephrase, loc ("nq question: ..."), loc_ans``.
+- ``mquake`` -- cases with several ``requested_rewrite`` edits and multi-hop ``questions``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmark.data.manifest import get_manifest
+from benchmark.data.store import verify
+from benchmark.errors import DataError
+from editors.base import EditRequest
+
+log = logging.getLogger(__name__)
+
+#: dataset family -> split -> manifest name; the first split is the default.
+FAMILIES: dict[str, dict[str, str]] = {
+    "counterfact": {"edit": "counterfact-edit", "train": "counterfact-train", "val": "counterfact-val"},
+    "counterfact-rome": {"all": "counterfact-rome"},
+    "zsre": {"eval": "zsre-eval", "train-1k": "zsre-train-1k"},
+    "mquake": {"hard": "mquake-hard"},
+}
+EDIT_FORMATS = ("counterfact-easyedit", "counterfact-rome", "zsre-mend", "mquake")
+
+
+# --------------------------------------------------------------------------- reading
+def read_json_records(path: Path) -> list[Any]:
+    """A JSON file holding a non-empty list of records."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(path, "file not found", field=None) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text: {exc}") from None
+    if not text.strip():
+        raise DataError(path, "file is empty (expected a JSON list of records)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = " (truncated file?)" if exc.pos >= len(text.rstrip()) - 1 else ""
+        raise DataError(path, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}") from None
+    if not isinstance(data, list):
+        raise DataError(path, f"expected a JSON list of records, got {type(data).__name__}")
+    if not data:
+        raise DataError(path, "no records (empty list)")
+    return data
+
+
+class _Record:
+    """Typed field access on one record; every failure names file, record and field."""
+
+    def __init__(self, file: Path, index: int, raw: Any, prefix: str = ""):
+        self.file, self.index, self.raw, self.prefix = file, index, raw, prefix
+        if not isinstance(raw, dict):
+            self.fail(f"expected an object, got {type(raw).__name__}", None)
+
+    def fail(self, message: str, field: str | None):
+        name = f"{self.prefix}{field}" if field is not None else (self.prefix.rstrip(".") or None)
+        raise DataError(self.file, message, record=self.index, field=name)
+
+    def get(self, field: str) -> Any:
+        if field not in self.raw:
+            self.fail("missing field", field)
+        return self.raw[field]
+
+    def text(self, field: str, *, nonempty: bool = True) -> str:
+        v = self.get(field)
+        if not isinstance(v, str):
+            self.fail(f"expected a string, got {type(v).__name__} {v!r:.60}", field)
+        if nonempty and not v.strip():
+            self.fail("empty string", field)
+        return v
+
+    def texts(self, field: str, *, min_len: int = 0) -> tuple[str, ...]:
+        v = self.get(field)
+        if not isinstance(v, list):
+            self.fail(f"expected a list of strings, got {type(v).__name__}", field)
+        for i, x in enumerate(v):
+            if not isinstance(x, str) or not x.strip():
+                self.fail(f"expected a non-empty string, got {x!r:.60}", f"{field}[{i}]")
+        if len(v) < min_len:
+            self.fail(f"expected at least {min_len} item(s), got {len(v)}", field)
+        return tuple(v)
+
+    def case_id(self, field: str = "case_id") -> str:
+        v = self.get(field)
+        if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, str) and not v.strip()):
+            self.fail(f"expected an integer or non-empty string id, got {v!r:.60}", field)
+        return str(v)
+
+    def sub(self, field: str) -> _Record:
+        return _Record(self.file, self.index, self.get(field), prefix=f"{self.prefix}{field}.")
+
+    def items(self, field: str) -> list[_Record]:
+        v = self.get(field)
+        if not isinstance(v, list) or not v:
+            self.fail(f"expected a non-empty list, got {type(v).__name__}", field)
+        return [_Record(self.file, self.index, x, prefix=f"{self.prefix}{field}[{i}].") for i, x in enumerate(v)]
+
+
+_SKIP = object()
+
+
+def _request(rec: _Record, subject_field: str, prompt_field: str, **kw: Any) -> EditRequest:
+    subject, prompt = kw["subject"], kw["prompt"]
+    if subject not in prompt:
+        rec.fail(f"subject {subject!r} does not occur in the prompt {prompt!r}", subject_field)
+    return EditRequest(**kw)
+
+
+def _check_unique(file: Path, ids: list[str], field: str = "case_id") -> None:
+    seen: dict[str, int] = {}
+    for i, cid in enumerate(ids):
+        if cid in seen:
+            raise DataError(file, f"duplicate id {cid!r} (first at record {seen[cid]})", record=i, field=field)
+        seen[cid] = i
+
+
+# --------------------------------------------------------------------------- parsers
+def parse_counterfact_easyedit(file: Path, data: list[Any]) -> list[EditRequest]:
+    out = []
+    for i, raw in enumerate(data):
+        if raw is _SKIP:
+            continue
+        r = _Record(file, i, raw)
+        out.append(_request(
+            r, "subject", "prompt",
+            case_id=r.case_id(), prompt=r.text("prompt"), subject=r.text("subject"),
+            target_new=r.text("target_new"), target_true=r.text("ground_truth"),
+            rephrase_prompts=(r.text("rephrase_prompt"),),
+            locality=((r.text("locality_prompt"), r.text("locality_ground_truth")),),
+        ))
+    _check_unique(file, [q.case_id for q in out])
+    return out
+
+
+def _fill(rec: _Record, template_field: str, template: str, subject: str) -> str:
+    if template.count("{}") != 1:
+        rec.fail(f"expected exactly one '{{}}' placeholder for the subject in {template!r}", template_field)
+    return template.replace("{}", subject)
+
+
+def parse_counterfact_rome(file: Path, data: list[Any]) -> list[EditRequest]:
+    out = []
+    for i, raw in enumerate(data):
+        if raw is _SKIP:
+            continue
+        r = _Record(file, i, raw)
+        rw = r.sub("requested_rewrite")
+        subject = rw.text("subject")
+        prompt = _fill(rw, "prompt", rw.text("prompt"), subject)
+        new, true = rw.sub("target_new"), rw.sub("target_true")
+        target_true = true.text("str")
+        extra = [("relation_id", rw.get("relation_id")) if "relation_id" in rw.raw else None,
+                 ("target_new_id", new.raw.get("id")),
+                 ("generation_prompts", r.texts("generation_prompts") if "generation_prompts" in r.raw else ()),
+                 ("attribute_prompts", r.texts("attribute_prompts") if "attribute_prompts" in r.raw else ())]
+        out.append(_request(
+            r, "requested_rewrite.subject", "requested_rewrite.prompt",
+            case_id=r.case_id(), prompt=prompt, subject=subject,
+            target_new=new.text("str"), target_true=target_true,
+            rephrase_prompts=r.texts("paraphrase_prompts", min_len=1),
+            locality=tuple((p, target_true) for p in r.texts("neighborhood_prompts", min_len=1)),
+            extra=tuple(e for e in extra if e is not None),
+        ))
+    _check_unique(file, [q.case_id for q in out])
+    return out
+
+
+def parse_zsre_mend(file: Path, data: list[Any]) -> list[EditRequest]:
+    out = []
+    for i, raw in enumerate(data):
+        if raw is _SKIP:
+            continue
+        r = _Record(file, i, raw)
+        answers = r.texts("answers", min_len=1)
+        out.append(_request(
+            r, "subject", "src",
+            case_id=str(i), prompt=r.text("src"), subject=r.text("subject"),
+            target_new=r.text("alt"), target_true=answers[0],
+            rephrase_prompts=(r.text("rephrase"),),
+            locality=((r.text("loc"), r.text("loc_ans")),),
+            extra=(("pred", r.text("pred", nonempty=False)), ("answers", answers)),
+        ))
+    return out
+
+
+@dataclass(frozen=True)
+class SingleHop:
+    question: str
+    cloze: str
+    answer: str
+    answer_alias: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MquakeCase:
+    """One MQuAKE case: the edits to apply together and the multi-hop questions.
+
+    After the case's edits the questions should be answered with ``new_answer`` (or an
+    alias) instead of ``answer``; see benchmark.evaluation.editing.mquake_multihop.
+    """
+
+    case_id: str
+    requests: tuple[EditRequest, ...]
+    questions: tuple[str, ...]
+    answer: str
+    answer_alias: tuple[str, ...]
+    new_answer: str
+    new_answer_alias: tuple[str, ...]
+    single_hops: tuple[SingleHop, ...] = ()
+    new_single_hops: tuple[SingleHop, ...] = ()
+
+
+def _hops(r: _Record, field: str) -> tuple[SingleHop, ...]:
+    if field not in r.raw:
+        return ()
+    return tuple(SingleHop(h.text("question"), h.text("cloze"), h.text("answer"),
+                           h.texts("answer_alias") if "answer_alias" in h.raw else ())
+                 for h in r.items(field))
+
+
+def parse_mquake(file: Path, data: list[Any]) -> list[MquakeCase]:
+    cases = []
+    for i, raw in enumerate(data):
+        if raw is _SKIP:
+            continue
+        r = _Record(file, i, raw)
+        cid = r.case_id()
+        reqs = []
+        for j, rw in enumerate(r.items("requested_rewrite")):
+            subject = rw.text("subject")
+            reqs.append(_request(
+                rw, "subject", "prompt",
+                case_id=f"{cid}/{j}", prompt=_fill(rw, "prompt", rw.text("prompt"), subject), subject=subject,
+                target_new=rw.sub("target_new").text("str"), target_true=rw.sub("target_true").text("str"),
+                extra=(("mquake_case", cid), ("question", rw.text("question"))),
+            ))
+        cases.append(MquakeCase(
+            case_id=cid, requests=tuple(reqs), questions=r.texts("questions", min_len=1),
+            answer=r.text("answer"), answer_alias=r.texts("answer_alias"),
+            new_answer=r.text("new_answer"), new_answer_alias=r.texts("new_answer_alias"),
+            single_hops=_hops(r, "single_hops"), new_single_hops=_hops(r, "new_single_hops"),
+        ))
+    _check_unique(file, [c.case_id for c in cases])
+    return cases
+
+
+PARSERS: dict[str, Callable[[Path, list[Any]], list]] = {
+    "counterfact-easyedit": parse_counterfact_easyedit,
+    "counterfact-rome": parse_counterfact_rome,
+    "zsre-mend": parse_zsre_mend,
+    "mquake": parse_mquake,
+}
+
+
+# --------------------------------------------------------------------------- entry points
+def _locate(dataset: str, split: str | None, data_root, manifest_dir) -> tuple[Path, str, tuple[int, ...]]:
+    if dataset in FAMILIES:
+        splits = FAMILIES[dataset]
+        split = split or next(iter(splits))
+        if split not in splits:
+            raise DataError(f"data set {dataset}", f"unknown split {split!r}; known: {', '.join(splits)}",
+                            field="split")
+        name = splits[split]
+    elif split is not None:
+        raise DataError(f"data set {dataset}", "a split is only given with a family name "
+                        f"({', '.join(FAMILIES)})", field="split")
+    else:
+        name = dataset
+    m = get_manifest(name, manifest_dir)
+    if m.format not in PARSERS:
+        raise DataError(f"data set {name}", f"format {m.format!r} holds no edit requests", field="format")
+    return verify(m, data_root), m.format, m.exclude_records
+
+
+def load_records(dataset: str | None = None, split: str | None = None, *, path: str | Path | None = None,
+                 format: str | None = None, data_root=None, manifest_dir=None) -> list:
+    """Parse and validate every record: EditRequests, or MquakeCases for ``mquake``."""
+    if path is not None:
+        if format not in PARSERS:
+            raise DataError(path, f"give format= one of {', '.join(PARSERS)}", field="format")
+        file, fmt, exclude = Path(path), format, ()
+        if not file.is_file():
+            raise DataError(file, "file not found")
+    else:
+        if dataset is None:
+            raise ValueError("give a dataset name or path=")
+        file, fmt, exclude = _locate(dataset, split, data_root, manifest_dir)
+    data = read_json_records(file)
+    if exclude:
+        log.info("%s: dropping %d records the manifest lists as malformed: %s", file, len(exclude), exclude)
+        # placeholders keep every record's index = its position in the file for error messages
+        return PARSERS[fmt](file, [_SKIP if i in exclude else r for i, r in enumerate(data)])
+    return PARSERS[fmt](file, data)
+
+
+def _limit(items: list, limit: int | None) -> list:
+    if limit is None:
+        return items
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    return items[:limit]
+
+
+def load_requests(dataset: str | None = None, split: str | None = None, limit: int | None = None, *,
+                  path: str | Path | None = None, format: str | None = None, data_root=None,
+                  manifest_dir=None) -> list[EditRequest]:
+    """Edit requests of a data set, all records validated first, then the first ``limit``.
+
+    For MQuAKE, ``limit`` counts cases and each case contributes its edits in order
+    (case_id ``"<case>/<j>"``, ``extra["mquake_case"]`` = the case id).
+    """
+    records = load_records(dataset, split, path=path, format=format, data_root=data_root,
+                           manifest_dir=manifest_dir)
+    records = _limit(records, limit)
+    if records and isinstance(records[0], MquakeCase):
+        return [req for case in records for req in case.requests]
+    return records
+
+
+def load_mquake_cases(split: str = "hard", limit: int | None = None, *, path: str | Path | None = None,
+                      data_root=None, manifest_dir=None) -> list[MquakeCase]:
+    """MQuAKE cases, all validated first, then the first ``limit``."""
+    if path is not None:
+        cases = load_records(path=path, format="mquake")
+    else:
+        cases = load_records("mquake", split, data_root=data_root, manifest_dir=manifest_dir)
+    return _limit(cases, limit)
