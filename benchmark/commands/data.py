@@ -1,0 +1,118 @@
+"""``seqedit data``: list, verify and fetch the data sets named in tasks/datasets/.
+
+- ``seqedit data list`` -- every manifest, and whether its file is present.
+- ``seqedit data verify [NAME ...]`` -- existence + sha256, and for editing data sets the
+  validation of every record. Without names: all data sets; ones that are not in the offline
+  mirror and absent are reported but do not fail. ``--path FILE --format F`` validates a file.
+- ``seqedit data fetch NAME`` -- download and verify (needs SEQEDIT_OFFLINE=0 and a network).
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="list, verify or fetch data sets (tasks/datasets/*.yaml)")
+    p.set_defaults(func=_list)
+    common = {"--data-root": dict(default=None, help="data root (default: $SEQEDIT_DATA)"),
+              "--manifests": dict(default=None, help="manifest folder (default: tasks/datasets)")}
+    dsub = p.add_subparsers(dest="action", metavar="ACTION")
+    parsers = [p]
+    lp = dsub.add_parser("list", help="list data sets")
+    lp.add_argument("--json", action="store_true", help="print one JSON object")
+    lp.set_defaults(func=_list)
+    vp = dsub.add_parser("verify", help="check sha256 and validate records")
+    vp.add_argument("names", nargs="*", metavar="NAME")
+    vp.add_argument("--path", default=None, help="validate this file instead of a named data set")
+    vp.add_argument("--format", default=None, help="record format of --path (e.g. counterfact-easyedit)")
+    vp.set_defaults(func=_verify)
+    fp = dsub.add_parser("fetch", help="download and verify (networked machines only)")
+    fp.add_argument("names", nargs="+", metavar="NAME")
+    fp.add_argument("--force", action="store_true", help="download even if a verified copy exists")
+    fp.set_defaults(func=_fetch)
+    parsers += [lp, vp, fp]
+    for q in parsers:
+        for flag, kw in common.items():
+            q.add_argument(flag, **kw)
+
+
+def _list(args) -> int:
+    from benchmark.data import load_manifests
+    from benchmark.data.store import expected_path
+    from benchmark.settings import SettingError
+
+    manifests = load_manifests(args.manifests)
+    rows = []
+    for name, m in manifests.items():
+        try:
+            present = expected_path(m, args.data_root).exists()
+        except SettingError:
+            present = None
+        rows.append({"name": name, "format": m.format, "records": m.records, "mirrored": m.mirrored,
+                     "present": present, "path": m.path, "licence": m.licence, "url": m.url})
+    if getattr(args, "json", False):
+        print(json.dumps({r["name"]: r for r in rows}))
+        return 0
+    print(f"{'name':26} {'format':21} {'records':>8}  {'present':8} path")
+    for r in rows:
+        mark = {True: "yes", False: "no", None: "?"}[r["present"]]
+        if r["present"] is False and not r["mirrored"]:
+            mark = "network"
+        print(f"{r['name']:26} {r['format']:21} {r['records'] if r['records'] is not None else '-':>8}  "
+              f"{mark:8} {r['path']}")
+    return 0
+
+
+def _verify_one(name: str, data_root, manifests) -> str:
+    from benchmark.data import get_manifest, verify
+    from benchmark.data.loaders import PARSERS, load_records
+
+    m = get_manifest(name, manifests)
+    verify(m, data_root)
+    if m.format in PARSERS:
+        n = len(load_records(name, data_root=data_root, manifest_dir=manifests))
+        return f"ok  {name}: sha256 matches, {n} records valid"
+    return f"ok  {name}: sha256 matches"
+
+
+def _verify(args) -> int:
+    from benchmark.data import MissingData, get_manifest, load_manifests
+    from benchmark.data.loaders import load_records
+    from benchmark.errors import DataError
+
+    if args.path is not None:
+        if args.names:
+            raise DataError(args.path, "give either NAME(s) or --path, not both")
+        n = len(load_records(path=args.path, format=args.format))
+        print(f"ok  {args.path}: {n} records valid ({args.format})")
+        return 0
+    if args.names:
+        for name in args.names:  # named: any failure is an error (first one raised)
+            print(_verify_one(name, args.data_root, args.manifests))
+        return 0
+    failures = 0
+    for name in load_manifests(args.manifests):
+        try:
+            print(_verify_one(name, args.data_root, args.manifests))
+        except MissingData as exc:
+            if get_manifest(name, args.manifests).mirrored:
+                failures += 1
+                print(f"BAD {name}: {exc}")
+            else:
+                print(f"--  {name}: absent (network only; `seqedit data fetch {name}` on a networked machine)")
+        except DataError as exc:
+            failures += 1
+            print(f"BAD {name}: {exc}")
+    if failures:
+        raise DataError(args.data_root or "data root", f"{failures} data set(s) failed verification")
+    return 0
+
+
+def _fetch(args) -> int:
+    from benchmark.data import fetch
+
+    for name in args.names:
+        path = fetch(name, data_root=args.data_root, manifest_dir=args.manifests, force=args.force)
+        print(f"ok  {name}: {path}")
+    return 0
