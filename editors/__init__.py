@@ -1,1 +1,37 @@
-"""Editing methods behind one contract (see editors.base)."""
+"""Editing methods behind one contract (see editors.base).
+
+``EDITORS`` is a lazy registry of method name -> editor class ("module:Class" strings,
+imported on first lookup). Every editor class takes ``(hparams, *, data_root=None,
+cache_root=None, progress=True)`` and implements :class:`editors.base.Editor`.
+
+``create_editor(method, loaded_model, hparams=None, *, overrides=None, ...)`` loads
+``editors/hparams/<method>/<model>.yaml`` (with ``overrides``) when ``hparams`` is None.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmark.registry import Registry
+
+EDITORS: Registry[Any] = Registry("editor")
+EDITORS.register("rome", "editors.rome:ROME")
+EDITORS.register("memit", "editors.memit:MEMIT")
+EDITORS.register("memit-seq", "editors.memit:SequentialMEMIT")
+EDITORS.register("alphaedit", "editors.alphaedit:AlphaEdit")
+EDITORS.register("nse", "editors.nse:NSE")
+
+
+def create_editor(method: str, loaded_model, hparams=None, *, overrides: dict | None = None,
+                  data_root: str | Path | None = None, cache_root: str | Path | None = None,
+                  progress: bool = True):
+    """An editor for ``method`` configured for ``loaded_model`` (a LoadedModel)."""
+    from editors.hparams import load_hparams
+
+    cls = EDITORS.get(method)
+    if hparams is None:
+        hparams = load_hparams(method, loaded_model.entry.name, overrides)
+    elif overrides:
+        raise ValueError("give either hparams or overrides, not both")
+    return cls(hparams, data_root=data_root, cache_root=cache_root, progress=progress)

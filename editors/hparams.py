@@ -1,0 +1,201 @@
+"""Typed hyperparameters for every editing method, one YAML per method x model.
+
+Files live at ``editors/hparams/<method>/<model>.yaml`` (``method`` is the registry name:
+``rome``, ``memit``, ``memit-seq``, ``alphaedit``, ``nse``). Unknown keys are rejected
+(pydantic ``extra="forbid"``); a bad file raises :class:`benchmark.errors.DataError`
+naming the file and the field.
+
+Public API (stable; used by every editor):
+
+- :class:`TemplateSpec`  -- context templates (bare prompt + generated prefixes)
+- :class:`TargetSpec`    -- the target-vector optimisation (v_lr, steps, clamp, KL, decay)
+- :class:`StatsSpec`     -- layer second-moment statistics (corpus, samples, dtype, caps)
+- :class:`ROMEHparams`, :class:`MEMITHparams`, :class:`SequentialMEMITHparams`,
+  :class:`AlphaEditHparams`, :class:`NSEHparams`
+- :data:`HPARAMS_SCHEMAS` method -> schema class
+- :func:`hparams_path(method, model_name)`
+- :func:`load_hparams(method, model_name, overrides=None)` -> validated model
+- :func:`parse_hparams(method, data, source="<dict>")` -> validated model
+- :func:`hparams_hash(hp)` -> sha256 hex of the validated values (provenance)
+
+``overrides`` is a nested dict merged over the file (e.g. ``{"target": {"v_lr": 0.1}}``)
+or dotted keys (``{"target.v_lr": 0.1}``); the result is validated like the file.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from benchmark import io
+from benchmark.errors import DataError
+
+HPARAMS_DIR = Path(__file__).resolve().parent / "hparams"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TemplateSpec(_Strict):
+    """Context templates: the bare prompt plus ``count`` generated prefixes of ``length``
+    tokens for every ``[length, count]`` pair (ROME: ``[[5, 10], [10, 10]]``; MEMIT:
+    ``[[10, 5]]``). Prefixes are sampled top-k from the model starting at ``starters``
+    (round robin), with an explicit seed, once per model + settings (cached)."""
+
+    lengths: list[tuple[int, int]] = Field(default_factory=lambda: [(5, 10), (10, 10)])
+    starters: list[str] = Field(default_factory=lambda: ["The", "Therefore", "Because", "I", "You"])
+    top_k: int = Field(5, ge=1)
+    seed: int = 0
+
+
+class TargetSpec(_Strict):
+    """The target-vector optimisation (METHODS.md §3): Adam on a vector delta added at the
+    subject's last token; loss = mean NLL of the new target over templates
+    + ``kl_factor``·KL on "{subject} is a" + ``v_weight_decay``·‖δ‖²/‖h‖²;
+    ‖δ‖ clamped to ``clamp_norm_factor``·‖h‖; stop early when loss < ``early_stop_loss``."""
+
+    v_lr: float = Field(0.5, gt=0)
+    v_num_grad_steps: int = Field(20, ge=1)
+    clamp_norm_factor: float = Field(4.0, gt=0)
+    v_weight_decay: float = Field(0.5, ge=0)
+    kl_factor: float = Field(0.0625, ge=0)
+    early_stop_loss: float = Field(0.05, ge=0)
+    kl_prompt: str = "{subject} is a"
+
+
+class StatsSpec(_Strict):
+    """Layer second moment C0 = E[k kᵀ] of down-projection inputs over a text corpus."""
+
+    corpus: str = "wikitext"  # id in editors.stats.CORPORA
+    n_samples: int = Field(200, ge=1)  # number of text chunks (each <= context_cap tokens)
+    dtype: Literal["float32", "float64"] = "float32"  # accumulation dtype
+    context_cap: int | None = Field(None, ge=8)  # None: the model's ArchFacts.stats_context_cap
+    batch_tokens: int = Field(4096, ge=8)  # token cap per forward batch (not part of the key)
+
+
+class _EditorHparams(_Strict):
+    #: Where the layer/hyperparameter choice came from (paper config, docs/layer-choice.md, ...).
+    source: str
+    templates: TemplateSpec = Field(default_factory=TemplateSpec)
+    target: TargetSpec = Field(default_factory=TargetSpec)
+    stats: StatsSpec = Field(default_factory=StatsSpec)
+
+
+class ROMEHparams(_EditorHparams):
+    method: Literal["rome"] = "rome"
+    layer: int = Field(ge=0)
+    #: Which key the equality constraint uses: "bare" = the key of the bare prompt
+    #: (released code; exact new value for the prompt itself), "average" = the
+    #: template-averaged key (METHODS.md formula with a single k).
+    constraint_key: Literal["bare", "average"] = "bare"
+
+
+class MEMITHparams(_EditorHparams):
+    method: Literal["memit", "memit-seq"] = "memit"
+    layers: list[int] = Field(min_length=1)
+    #: λ: weight of C0 in the bracket (λ C0 + K Kᵀ); scale it to the model (METHODS §7).
+    mom2_update_weight: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ascending(self):
+        if sorted(set(self.layers)) != list(self.layers):
+            raise ValueError("layers must be strictly ascending")
+        return self
+
+
+class SequentialMEMITHparams(MEMITHparams):
+    method: Literal["memit-seq"] = "memit-seq"
+
+
+class AlphaEditHparams(MEMITHparams):
+    method: Literal["alphaedit"] = "alphaedit"
+    #: eigenvalue threshold for the null space of C0 (released 2e-2, paper 1e-2)
+    nullspace_threshold: float = Field(2e-2, gt=0)
+    #: "absolute": eigenvalue < threshold; "relative": eigenvalue < threshold * max eigenvalue
+    nullspace_threshold_kind: Literal["absolute", "relative"] = "absolute"
+    #: β in (K_p K_pᵀ P + K₁K₁ᵀ P + β I)⁻¹ (released 10, paper 1)
+    L2: float = Field(10.0, ge=0)
+    mom2_update_weight: float = 1.0  # unused by AlphaEdit's system; kept for MEMIT parity
+
+
+class NSEHparams(MEMITHparams):
+    method: Literal["nse"] = "nse"
+    alpha: float = Field(gt=0)  # residual lower bound: requests with ‖z - h_L‖ <= alpha are done
+    upper_bound: float = Field(gt=0)  # requests with residual >= upper_bound are outliers
+    neuron_fraction: float = Field(1.0, gt=0, le=1)  # p: accumulated |activation| fraction
+    max_iterations: int = Field(3, ge=1)
+
+
+HPARAMS_SCHEMAS: dict[str, type[_EditorHparams]] = {
+    "rome": ROMEHparams,
+    "memit": MEMITHparams,
+    "memit-seq": SequentialMEMITHparams,
+    "alphaedit": AlphaEditHparams,
+    "nse": NSEHparams,
+}
+
+AnyHparams = ROMEHparams | MEMITHparams | SequentialMEMITHparams | AlphaEditHparams | NSEHparams
+
+
+def hparams_path(method: str, model_name: str) -> Path:
+    return HPARAMS_DIR / method / f"{model_name}.yaml"
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        parts = key.split(".") if isinstance(key, str) else [key]
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        last = parts[-1]
+        if isinstance(value, dict) and isinstance(node.get(last), dict):
+            node[last] = _merge(node[last], value)
+        else:
+            node[last] = value
+    return out
+
+
+def parse_hparams(method: str, data: dict[str, Any], source: str | Path = "<dict>"):
+    """Validate ``data`` against the schema of ``method``; DataError names source and field."""
+    if method not in HPARAMS_SCHEMAS:
+        raise DataError(source, f"unknown editing method {method!r}; known: {sorted(HPARAMS_SCHEMAS)}")
+    if not isinstance(data, dict):
+        raise DataError(source, "expected a mapping at the top level")
+    data = dict(data)
+    data.setdefault("method", method)
+    try:
+        return HPARAMS_SCHEMAS[method].model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or None
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise DataError(source, f"{err['msg']}{more}", field=field) from None
+
+
+def load_hparams(method: str, model_name: str, overrides: dict[str, Any] | None = None):
+    """Read ``editors/hparams/<method>/<model>.yaml``, apply ``overrides``, validate."""
+    path = hparams_path(method, model_name)
+    if method not in HPARAMS_SCHEMAS:
+        raise DataError(path, f"unknown editing method {method!r}; known: {sorted(HPARAMS_SCHEMAS)}")
+    if not path.is_file():
+        have = sorted(p.stem for p in (HPARAMS_DIR / method).glob("*.yaml"))
+        raise DataError(path, f"no {method} hyperparameters for model {model_name!r}; "
+                              f"available: {', '.join(have) or 'none'}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DataError(path, f"invalid YAML: {exc}") from None
+    if overrides:
+        data = _merge(data, overrides)
+    return parse_hparams(method, data, source=path)
+
+
+def hparams_hash(hp: BaseModel) -> str:
+    """sha256 of the validated values (defaults included), for provenance."""
+    return io.sha256_json(hp.model_dump(mode="json"))
