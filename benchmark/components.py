@@ -1,0 +1,178 @@
+"""The pieces a trajectory is built from, behind small callables (injectable in tests).
+
+The trajectory (:mod:`benchmark.trajectory`) never imports editors, restraints or
+evaluators directly: it receives a :class:`Components` whose defaults adapt the real
+modules (``editors``, ``prune``, ``benchmark.data``, ``benchmark.evaluation``). Tests
+swap in fakes (a counting editor, cheap evaluators, a kill hook).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from benchmark.evaluation import MetricValue
+from benchmark.spec import DatasetSpec, NoRestraint, PruneSpec, RectSpec, TaskSpec
+
+#: An update: dense ``out x in`` tensor or factors ``(A, B)`` with ΔW = A @ B.T (prune.linalg).
+Update = Any
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+           "float16": torch.float16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return _DTYPES[name]
+
+
+@dataclass(frozen=True)
+class EditorBundle:
+    """An editor plus what provenance records about its configuration."""
+
+    editor: Any
+    hparams: dict[str, Any]
+    hparams_hash: str | None
+
+
+# ------------------------------------------------------------------ default adapters
+def default_load_model(name: str, device: str, dtype: str):
+    from benchmark import models
+
+    return models.load(name, device=device, dtype=torch_dtype(dtype))
+
+
+def default_load_requests(dataset: DatasetSpec, n: int) -> list:
+    from benchmark.data import load_requests
+
+    reqs = load_requests(dataset.name, dataset.split, limit=dataset.offset + n)
+    return list(reqs[dataset.offset:dataset.offset + n])
+
+
+def default_data_identity(dataset: DatasetSpec) -> dict[str, Any]:
+    """The data file the requests come from and its sha256 (from the verified manifest)."""
+    try:
+        from benchmark.data import loaders
+
+        fam = getattr(loaders, "FAMILIES", {})
+        name = fam.get(dataset.name, {}).get(dataset.split, dataset.name) if dataset.name in fam \
+            else dataset.name
+        from benchmark.data import get_manifest
+
+        m = get_manifest(name)
+        return {"dataset": dataset.name, "split": dataset.split, "manifest": name,
+                "path": str(m.path), "sha256": m.sha256, "offset": dataset.offset}
+    except Exception as exc:  # provenance must not fail the run; say what is missing
+        return {"dataset": dataset.name, "split": dataset.split, "offset": dataset.offset,
+                "sha256": None, "note": f"no manifest: {exc}"}
+
+
+def default_create_editor(method: str, loaded, overrides: Mapping[str, Any], *,
+                          progress: bool = True) -> EditorBundle:
+    import editors
+    from editors.hparams import hparams_hash, load_hparams
+
+    hp = load_hparams(method, loaded.entry.name, dict(overrides) or None)
+    editor = editors.create_editor(method, loaded, hp, progress=progress)
+    return EditorBundle(editor, hp.model_dump(mode="json"), hparams_hash(hp))
+
+
+def default_evaluate_editing(loaded, requests: Sequence, metrics: Sequence[str],
+                             batch_size: int) -> dict[str, MetricValue]:
+    from benchmark.evaluation.editing import evaluate_editing
+
+    return evaluate_editing(loaded, list(requests), metrics=tuple(metrics), batch_size=batch_size)
+
+
+def default_evaluate_tasks(loaded, tasks: Sequence[TaskSpec], batch_size: int,
+                           chat_template: bool = False) -> dict[str, dict[str, MetricValue]]:
+    from benchmark.evaluation.general import evaluate_tasks
+
+    limits = {t.name: t.limit for t in tasks if t.limit is not None}
+    return evaluate_tasks(loaded, [t.name for t in tasks], limit=limits or None,
+                          batch_size=batch_size, apply_chat_template=chat_template,
+                          log_samples=False)
+
+
+def default_spectrum(weight: torch.Tensor, delta: Update | None) -> dict[str, float | int | None]:
+    """σ_max, σ_min, κ of ``weight`` and σ_max, rank, ‖·‖_F of ``delta`` (both ``out x in``)."""
+    from prune import spectrum_record
+
+    rec = spectrum_record(weight, delta)
+    out = {"sigma_max_w": rec["sigma_max"], "sigma_min_w": rec["sigma_min"], "kappa_w": rec["kappa"]}
+    if delta is not None:
+        out.update(sigma_max_dw=rec["delta_sigma_max"], rank_dw=rec["delta_rank"],
+                   fro_dw=rec["delta_fro"])
+    return out
+
+
+class Restrainer:
+    """Adapter from a restraint spec to the pure functions of :mod:`prune`."""
+
+    def __init__(self, spec: NoRestraint | RectSpec | PruneSpec):
+        self.spec = spec
+        self._impl = None
+        if isinstance(spec, RectSpec):
+            from prune import RECT
+
+            self._impl = RECT(keep=spec.keep, eps=spec.eps)
+        elif isinstance(spec, PruneSpec):
+            from prune import PRUNE
+
+            alpha: Any = spec.alpha if spec.alpha in ("e", "linear") else float(spec.alpha)
+            self._impl = PRUNE(alpha=alpha, mode=spec.mode, variant=spec.variant)
+
+    # trajectory role ----------------------------------------------------------
+    def mask_edit(self, w_prev: torch.Tensor, delta: Update) -> Update:
+        """RECT: this edit's masked (dense) update; others: unchanged."""
+        if isinstance(self.spec, RectSpec):
+            return self._impl.restrain(w_prev, delta)
+        return delta
+
+    def after_edit(self, w0: torch.Tensor, acc: Update | None, delta: Update, name: str) -> Update:
+        """The accumulated update after this edit (PRUNE online restrains it)."""
+        if isinstance(self.spec, PruneSpec) and self.spec.mode == "online":
+            return self._impl.after_edit(w0, acc, delta, name=name)
+        from prune import add_updates
+
+        return add_updates(acc, delta)
+
+    @property
+    def sets_weight_from_accumulated(self) -> bool:
+        """True when the trajectory's weight is W0 + accumulated (PRUNE online), rather than
+        the running sum W_prev + this edit's update."""
+        return isinstance(self.spec, PruneSpec) and self.spec.mode == "online"
+
+    # evaluation role ----------------------------------------------------------
+    def for_evaluation(self, w0: torch.Tensor, acc: Update, name: str) -> Update:
+        if isinstance(self.spec, PruneSpec):
+            return self._impl.restrain(w0, acc, name=name)
+        return acc
+
+
+def default_restrainer(spec) -> Restrainer:
+    return Restrainer(spec)
+
+
+@dataclass(frozen=True)
+class Components:
+    load_model: Callable[..., Any] = default_load_model
+    load_requests: Callable[..., list] = default_load_requests
+    data_identity: Callable[..., dict] = default_data_identity
+    create_editor: Callable[..., EditorBundle] = default_create_editor
+    evaluate_editing: Callable[..., dict[str, MetricValue]] = default_evaluate_editing
+    evaluate_tasks: Callable[..., dict[str, dict[str, MetricValue]]] = default_evaluate_tasks
+    spectrum: Callable[..., dict] = default_spectrum
+    restrainer: Callable[..., Restrainer] = default_restrainer
+
+
+@dataclass
+class Hooks:
+    """Test hooks: ``after_edit(cursor)`` runs after each applied batch (a test raises from
+    it to simulate a kill); ``on_compute(cell, batch)`` counts editor calls."""
+
+    after_edit: Callable[[int], None] | None = None
+    on_compute: Callable[[str, Sequence], None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,146 @@
+"""Tables and PNG plots from a records file (``seqedit report DIR``).
+
+Plots (matplotlib, Agg backend), one PNG per (model, dataset, metric):
+
+- each editing / general-ability metric against the number of edits, one panel per
+  editor; in a panel one line per trajectory restraint × evaluation variant (with and
+  without PRUNE on the same axes: solid = no restraint at evaluation, dashed = PRUNE),
+  the unedited model (checkpoint n = 0) as a grey horizontal line;
+- κ(W) and σ_max(W) of the edited matrices against the number of edits (the largest over
+  the edited matrices of a cell), with the unedited matrices' value as the baseline line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmark import io
+from benchmark.errors import DataError
+from benchmark.results import Record, read_records, write_tables
+
+log = logging.getLogger(__name__)
+
+SPECTRUM_PLOTS = {"kappa_w": "κ(W) (largest over edited matrices)",
+                  "sigma_max_w": "σ_max(W) (largest over edited matrices)"}
+_STYLES = {"none": "-", "prune": "--"}
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
+
+
+def _series(records: Sequence[Record], value_of) -> dict[tuple, list[tuple[int, float]]]:
+    """(editor, trajectory, variant) -> sorted [(n, value)] for n > 0."""
+    out: dict[tuple, dict[int, float]] = defaultdict(dict)
+    for r in records:
+        if r.n_edits == 0 or r.value is None:
+            continue
+        key = (r.editor, r.trajectory, r.variant, r.batch_size, r.seed, r.timing)
+        v = value_of(out[key].get(r.n_edits), r.value)
+        out[key][r.n_edits] = v
+    return {k: sorted(v.items()) for k, v in out.items()}
+
+
+def _baseline(records: Sequence[Record], value_of) -> float | None:
+    vals: dict[str, float] = {}
+    for r in records:
+        if r.n_edits == 0 and r.variant == "none" and r.value is not None:
+            vals[r.cell] = value_of(vals.get(r.cell), r.value)
+    return sum(vals.values()) / len(vals) if vals else None
+
+
+def _mean_or_max(metric_is_spectrum: bool):
+    if metric_is_spectrum:
+        return lambda old, new: new if old is None else max(old, new)
+    return lambda old, new: new if old is None else old  # one record per key otherwise
+
+
+def _plot(path: Path, title: str, ylabel: str, records: Sequence[Record], spectrum: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    value_of = _mean_or_max(spectrum)
+    editors = sorted({r.editor for r in records})
+    fig, axes = plt.subplots(1, len(editors), figsize=(5.2 * len(editors), 4.0), squeeze=False,
+                             sharey=True)
+    trajectories = sorted({r.trajectory for r in records})
+    for ax, editor in zip(axes[0], editors):
+        recs = [r for r in records if r.editor == editor]
+        series = _series(recs, value_of)
+        for (_ed, traj, variant, bs, _seed, _timing), pts in sorted(series.items()):
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            style = _STYLES["prune" if variant.startswith("prune") else "none"]
+            marker = _MARKERS[trajectories.index(traj) % len(_MARKERS)]
+            label = f"trajectory {traj}, eval {variant}"
+            if bs != 1:
+                label += f", batch {bs}"
+            ax.plot(xs, ys, linestyle=style, marker=marker, markersize=4, label=label)
+        base = _baseline(recs, value_of)
+        if base is not None:
+            ax.axhline(base, color="grey", linestyle=":", linewidth=1.5, label="unedited (n = 0)")
+        ax.set_title(f"{editor}")
+        ax.set_xlabel("number of edits")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def write_plots(directory: Path, records: Sequence[Record]) -> list[Path]:
+    """Write every plot under ``directory/plots``; stale PNGs there are removed."""
+    plots = Path(directory) / "plots"
+    written: list[Path] = []
+    groups: dict[tuple, list[Record]] = defaultdict(list)
+    for r in records:
+        if r.kind == "spectrum":
+            if r.metric in SPECTRUM_PLOTS:
+                groups[(r.model, r.dataset, "spectrum", "", r.metric)].append(r)
+        else:
+            groups[(r.model, r.dataset, r.kind, r.task, r.metric)].append(r)
+    for (model, dataset, kind, task, metric), recs in sorted(groups.items()):
+        if not any(r.n_edits > 0 and r.value is not None for r in recs):
+            continue
+        if kind == "spectrum":
+            name = f"{model}__{dataset}__spectrum__{metric}.png"
+            ylabel = SPECTRUM_PLOTS[metric]
+            title = f"{model} · {dataset}: {ylabel} vs number of edits"
+        else:
+            name = f"{model}__{dataset}__{kind}__{task}__{metric}.png"
+            ylabel = metric if kind == "editing" else f"{task}: {metric}"
+            title = f"{model} · {dataset}: {kind} {task} {metric} vs number of edits"
+        path = plots / _safe(name)
+        _plot(path, title, ylabel, recs, kind == "spectrum")
+        written.append(path)
+    if plots.is_dir():
+        keep = {p.name for p in written}
+        for stale in plots.glob("*.png"):
+            if stale.name not in keep:
+                stale.unlink()
+    return written
+
+
+def regenerate(directory: Path) -> dict[str, list[Path]]:
+    """Rebuild tables and plots of a published results folder from its records.jsonl."""
+    directory = Path(directory)
+    path = directory / "records.jsonl"
+    if not path.is_file():
+        raise DataError(path, "no records file here: give a results folder written by `seqedit grid`")
+    records = read_records(path)
+    title = f"{directory.name} ({directory.parent.name})"
+    tables = write_tables(directory, records, title=title)
+    plots = write_plots(directory, records)
+    return {"tables": tables, "plots": plots}

@@ -1,0 +1,230 @@
+"""Run a grid: expand it into cells, run each trajectory (resumably), publish the results.
+
+Working folder (never committed): ``<workdir>/<SUITE_VERSION>/<grid>/`` with one folder
+per cell (``<slug>-<spec hash>``: state, per-checkpoint records, provenance, markers),
+``baselines/`` (unedited-model evaluations shared by the cells) and ``progress.jsonl``.
+The default workdir is ``<cache root>/runs`` (``$SEQEDIT_CACHE``).
+
+Published results (committed): ``<out>/`` = ``results/<SUITE_VERSION>/<grid>/`` by default,
+with the files described in :mod:`benchmark.results`. Publishing reads only the cell folders,
+so it can be redone at any time (``seqedit report`` regenerates tables and plots).
+
+A failing cell (an exception, non-finite weights, out of memory) is recorded as failed with
+its reason (``failed.json`` in its folder, ``status: failed`` in ``cells.jsonl``) and the
+grid goes on. ``KeyboardInterrupt`` and kills stop the run; ``--resume`` continues it.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from benchmark import SUITE_VERSION, io, settings
+from benchmark.components import Components, Hooks
+from benchmark.grid import Grid
+from benchmark.results import (
+    CellStatus,
+    Record,
+    read_records,
+    sort_records,
+    write_records,
+    write_tables,
+)
+from benchmark.spec import CellSpec
+from benchmark.trajectory import CellPaths, RunContext, record_failure, run_cell
+
+log = logging.getLogger(__name__)
+
+
+def default_workdir() -> Path:
+    return settings.cache_root() / "runs"
+
+
+def grid_workdir(grid: Grid, workdir: Path | None = None) -> Path:
+    return Path(workdir or default_workdir()) / SUITE_VERSION / grid.name
+
+
+def default_out(grid: Grid) -> Path:
+    return settings.RESULTS_DIR / SUITE_VERSION / grid.name
+
+
+@dataclass
+class GridOutcome:
+    statuses: list[CellStatus]
+    out: Path | None
+
+    @property
+    def failed(self) -> list[CellStatus]:
+        return [s for s in self.statuses if s.status == "failed"]
+
+
+def run_grid(grid: Grid, *, workdir: Path | None = None, out: Path | None = None,
+             resume: bool = False, device: str | None = None, progress: bool = True,
+             components: Components | None = None, hooks: Hooks | None = None,
+             publish_results: bool = True, only: list[str] | None = None) -> GridOutcome:
+    """Run every cell of ``grid`` (``only``: cell hashes or slugs to restrict to)."""
+    wd = grid_workdir(grid, workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(grid=grid.name, device=device or grid.run.device,
+                     save_every=grid.run.save_every, resume=resume, progress=progress,
+                     progress_log=wd / "progress.jsonl", baseline_dir=wd / "baselines")
+    if not resume:
+        # a fresh run must not reuse unedited-model evaluations of an older code version
+        for p in sorted((wd / "baselines").glob("*.json")) if (wd / "baselines").is_dir() else []:
+            p.unlink()
+    io.write_text(wd / "grid.yaml", grid.source_text)
+    cells = [c for c in grid.cells if not only or c.short_hash in only or c.slug in only]
+    ctx.event("-", "grid_start", cells=len(cells), resume=resume)
+    statuses: list[CellStatus] = []
+    bar = tqdm(cells, desc=f"grid {grid.name}", unit="cell", disable=not progress)
+    for spec in bar:
+        bar.set_postfix_str(spec.slug)
+        cell_dir = wd / spec.folder
+        try:
+            outcome = run_cell(spec, cell_dir, ctx, components, hooks)
+            statuses.append(_status(spec, "completed"))
+            if outcome == "skipped":
+                ctx.event(spec.short_hash, "skipped_completed")
+        except Exception as exc:  # noqa: BLE001 - any cell failure is recorded, the grid goes on
+            reason = record_failure(cell_dir, exc)
+            log.error("cell %s failed: %s", spec.folder, reason)
+            ctx.event(spec.short_hash, "failed", reason=reason)
+            statuses.append(_status(spec, "failed", reason))
+        finally:
+            gc.collect()
+    bar.close()
+    ctx.event("-", "grid_end", failed=sum(s.status == "failed" for s in statuses))
+    published = None
+    if publish_results:
+        published = publish(grid, wd, out or default_out(grid))
+    return GridOutcome(statuses, published)
+
+
+def _status(spec: CellSpec, status: str, reason: str | None = None) -> CellStatus:
+    return CellStatus(cell=spec.short_hash, folder=spec.folder, status=status, reason=reason,
+                      spec=spec.canonical())
+
+
+def cell_status(spec: CellSpec, wd: Path) -> CellStatus:
+    paths = CellPaths(wd / spec.folder)
+    if paths.done.is_file():
+        return _status(spec, "completed")
+    if paths.failed.is_file():
+        reason = json.loads(paths.failed.read_text()).get("reason")
+        return _status(spec, "failed", reason)
+    return _status(spec, "pending")
+
+
+def collect_records(grid: Grid, wd: Path) -> list[Record]:
+    """Records of every completed cell (checkpoint files of unfinished cells are left out)."""
+    records: list[Record] = []
+    for spec in grid.cells:
+        paths = CellPaths(wd / spec.folder)
+        if not paths.done.is_file():
+            continue
+        for n in spec.checkpoints:
+            records += read_records(paths.checkpoint_records(n))
+    return sort_records(records)
+
+
+def publish(grid: Grid, wd: Path, out: Path) -> Path:
+    """Write records, cell statuses, provenance, tables and plots into ``out``."""
+    from benchmark import report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = collect_records(grid, wd)
+    write_records(out / "records.jsonl", records)
+    statuses = [cell_status(spec, wd) for spec in grid.cells]
+    io.write_text(out / "cells.jsonl", "".join(
+        json.dumps(s.model_dump(mode="json"), sort_keys=True) + "\n" for s in statuses))
+    prov_dir = out / "provenance"
+    keep = set()
+    for spec in grid.cells:
+        src = CellPaths(wd / spec.folder).provenance
+        if src.is_file():
+            io.write_text(prov_dir / f"{spec.folder}.json", src.read_text())
+            keep.add(f"{spec.folder}.json")
+    if prov_dir.is_dir():
+        for stale in prov_dir.glob("*.json"):
+            if stale.name not in keep:
+                stale.unlink()
+    io.write_text(out / "grid.yaml", grid.source_text)
+    write_tables(out, records, title=f"{grid.name} ({SUITE_VERSION})")
+    report.write_plots(out, records)
+    return out
+
+
+# --------------------------------------------------------------------------- planning
+#: Effective throughput assumed by the cost estimate (FLOP/s), per device kind.
+_THROUGHPUT = {"cpu": 2e10, "cuda": 1e14}
+#: Tokens processed per edited fact (templates × prompt length × optimisation steps, fwd+bwd)
+_EDIT_TOKENS = 20 * 16 * 25 * 3
+#: Tokens per evaluated item for editing metrics (prompts × targets) and for generative tasks.
+_EDIT_EVAL_TOKENS = 6 * 24
+_TASK_TOKENS = 400
+
+
+def model_params(name: str) -> int:
+    """Rough parameter count from the architecture facts (embedding excluded)."""
+    from benchmark.models import get_entry
+
+    a = get_entry(name).arch
+    return a.n_layers * (4 * a.d_model * a.d_model + 3 * a.d_model * a.d_ffn)
+
+
+def estimate_cell(spec: CellSpec, device: str = "cpu") -> dict[str, float]:
+    """A rough cost estimate of one cell in seconds (documented constants, not a promise)."""
+    p = model_params(spec.model)
+    thr = _THROUGHPUT["cuda" if device.startswith("cuda") else "cpu"]
+    edits = spec.n_edits * _EDIT_TOKENS * 2 * p / thr
+    ev = spec.evaluation
+    n_eval = len(spec.checkpoints) * len(spec.variants)
+    if ev.timing == "final":
+        edit_items = spec.n_edits * len(spec.variants) + spec.n_edits
+    elif ev.timing == "each":
+        edit_items = 2 * spec.n_edits
+    else:
+        edit_items = sum(spec.checkpoints) * len(spec.variants) + spec.n_edits
+    edit_items *= max(1, len(ev.editing_metrics))
+    task_items = sum(t.limit or 500 for t in ev.tasks) * n_eval
+    evaluation = (edit_items * _EDIT_EVAL_TOKENS + task_items * _TASK_TOKENS) * 2 * p / thr
+    return {"edits_s": edits, "evaluation_s": evaluation, "total_s": edits + evaluation}
+
+
+def plan(grid: Grid, device: str | None = None) -> list[dict[str, Any]]:
+    device = device or grid.run.device
+    rows = []
+    for spec in grid.cells:
+        est = estimate_cell(spec, device)
+        rows.append({"cell": spec.short_hash, "folder": spec.folder, "model": spec.model,
+                     "editor": spec.editor, "dataset": f"{spec.dataset.name}:{spec.dataset.split}",
+                     "trajectory": spec.trajectory.label, "n_edits": spec.n_edits,
+                     "batch_size": spec.batch_size, "checkpoints": len(spec.checkpoints),
+                     "variants": ",".join(v.label for v in spec.variants),
+                     "editor_calls": math.ceil(spec.n_edits / spec.batch_size), **est})
+    return rows
+
+
+def format_plan(grid: Grid, rows: list[dict[str, Any]], device: str) -> str:
+    lines = [f"grid {grid.name}: {len(rows)} cells (requires network={grid.requires.network}, "
+             f"gpu={grid.requires.gpu}); rough cost on {device}:"]
+    lines.append(f"{'cell':12}  {'model':18} {'editor':10} {'dataset':18} {'trajectory':16} "
+                 f"{'edits':>5} {'batch':>5} {'ckpts':>5} {'calls':>6} {'hours':>8}  variants")
+    for r in rows:
+        lines.append(f"{r['cell']:12}  {r['model']:18} {r['editor']:10} {r['dataset']:18} "
+                     f"{r['trajectory']:16} {r['n_edits']:5} {r['batch_size']:5} "
+                     f"{r['checkpoints']:5} {r['editor_calls']:6} {r['total_s'] / 3600:8.2f}  "
+                     f"{r['variants']}")
+    total = sum(r["total_s"] for r in rows)
+    calls = sum(r["editor_calls"] for r in rows)
+    lines.append(f"total: {calls} editor calls, about {total / 3600:.1f} hours on {device} "
+                 "(order-of-magnitude estimate from parameter counts; see benchmark/runner.py)")
+    return "\n".join(lines)

@@ -1,0 +1,255 @@
+"""Frozen, hashable run specifications.
+
+A :class:`CellSpec` fixes everything that decides a cell's results: model, editor and its
+hyperparameter overrides, dataset slice, trajectory restraint, seed, batch size, dtype, the
+checkpoints, the evaluation variants and the evaluation protocol. Its :meth:`CellSpec.spec_hash`
+(sha256 of the canonical JSON of every field) names the cell's working and output folders, so
+two cells share a folder exactly when they would produce the same records.
+
+What does not change results (where checkpoints are saved, how often state is written, the
+device) is a run option, not part of the spec (see :mod:`benchmark.runner`).
+
+Restraints come in two roles (METHODS.md §1-2, DESIGN.md "Data flow"):
+
+- trajectory restraints change later edits: ``none``, ``rect`` (per edit, against the
+  weight just before it) and ``prune`` with ``mode: online``;
+- evaluation variants are applied to a checkpoint's accumulated update for evaluation only:
+  ``none`` and ``prune`` with ``mode: posthoc``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from benchmark import SUITE_VERSION, io
+
+#: Version of the spec layout itself (bump when a field changes meaning).
+SPEC_VERSION = 1
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+PruneAlpha = Literal["e", "2", "1.5", "1.2", "linear"]
+
+
+class _Frozen(BaseModel):
+    model_config = _FROZEN
+
+    def canonical(self) -> dict[str, Any]:
+        """JSON-able dict of every field (the input of the hash)."""
+        return self.model_dump(mode="json")
+
+    def __hash__(self) -> int:  # dict-valued fields make pydantic's default unhashable
+        return hash(io.sha256_json(self.canonical()))
+
+
+# --------------------------------------------------------------------------- restraints
+class NoRestraint(_Frozen):
+    kind: Literal["none"] = "none"
+
+    @property
+    def label(self) -> str:
+        return "none"
+
+
+class RectSpec(_Frozen):
+    """RECT (METHODS.md §2): keep the top ``keep`` fraction of relative changes per edit."""
+
+    kind: Literal["rect"] = "rect"
+    keep: float = Field(0.4, gt=0.0, le=1.0)
+    eps: float = Field(1e-8, gt=0.0)
+
+    @property
+    def label(self) -> str:
+        return f"rect-{self.keep:g}"
+
+
+class PruneSpec(_Frozen):
+    """PRUNE (METHODS.md §1). ``variant``: ``standard`` gives W0 + F(ΔW); ``double_add``
+    reproduces the AlphaEdit/NSE-repository baseline W0 + ΔW + F(ΔW) (never a default)."""
+
+    kind: Literal["prune"] = "prune"
+    alpha: PruneAlpha = "e"
+    mode: Literal["posthoc", "online"] = "posthoc"
+    variant: Literal["standard", "double_add"] = "standard"
+
+    @field_validator("alpha", mode="before")
+    @classmethod
+    def _alpha_str(cls, v: Any) -> Any:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return f"{v:g}"
+        return v
+
+    @property
+    def label(self) -> str:
+        label = f"prune-{self.alpha}"
+        if self.mode == "online":
+            label += "-online"
+        if self.variant != "standard":
+            label += f"-{self.variant}"
+        return label
+
+
+Restraint = Annotated[NoRestraint | RectSpec | PruneSpec, Field(discriminator="kind")]
+
+
+def _restraint_shorthand(v: Any) -> Any:
+    """``"none"``, ``"rect"``, ``"prune"`` stand for ``{kind: ...}`` with defaults."""
+    if isinstance(v, str):
+        return {"kind": v}
+    return v
+
+
+# --------------------------------------------------------------------------- parts
+class DatasetSpec(_Frozen):
+    """Which edit requests, in which order: records ``offset .. offset + n_edits`` of a split."""
+
+    name: str
+    split: str = "edit"
+    offset: int = Field(0, ge=0)
+
+
+class TaskSpec(_Frozen):
+    """A general-ability task and how many of its items are evaluated (``None``: all)."""
+
+    name: str
+    limit: int | None = Field(None, gt=0)
+
+
+EvalTiming = Literal["each", "first-n", "final"]
+_TIMING_ALIASES = {"after_each_edit": "each", "first_n_at_checkpoint": "first-n",
+                   "all_at_final": "final"}
+
+
+class EvalSpec(_Frozen):
+    """The evaluation protocol of a cell (METHODS.md §4 "Evaluation timing").
+
+    - ``first-n``: at checkpoint n, the first n edited facts on the model after n edits (PRUNE).
+    - ``final``: editing metrics only at the last checkpoint, over every fact of the
+      trajectory (AlphaEdit/NSE); general abilities at every checkpoint.
+    - ``each``: every fact scored right after its own edit on the unrestrained trajectory;
+      checkpoint n reports the mean over the first n facts.
+    At checkpoint 0 the editing metrics score every fact of the trajectory on the unedited model.
+    """
+
+    timing: EvalTiming = "first-n"
+
+    @field_validator("timing", mode="before")
+    @classmethod
+    def _timing_alias(cls, v: Any) -> Any:
+        # the names of benchmark.evaluation.editing.EvalTiming are accepted too
+        return _TIMING_ALIASES.get(str(v), v) if isinstance(v, str) else v
+    editing_metrics: tuple[str, ...] = ("efficacy", "generalization", "locality")
+    tasks: tuple[TaskSpec, ...] = ()
+    batch_size: int = Field(16, gt=0)
+    spectrum: bool = True
+    chat_template: bool = False
+
+
+Dtype = Literal["float32", "float64", "bfloat16", "float16"]
+
+
+class CellSpec(_Frozen):
+    """One trajectory: everything that decides its records."""
+
+    spec_version: int = SPEC_VERSION
+    suite_version: str = SUITE_VERSION
+    model: str
+    editor: str
+    hparams: dict[str, Any] = Field(default_factory=dict)  # overrides of the editor's YAML
+    dataset: DatasetSpec
+    n_edits: int = Field(gt=0)
+    batch_size: int = Field(1, gt=0)
+    checkpoints: tuple[int, ...]
+    trajectory: Restraint = NoRestraint()
+    variants: tuple[Restraint, ...] = (NoRestraint(),)
+    evaluation: EvalSpec = EvalSpec()
+    seed: int = Field(0, ge=0)
+    dtype: Dtype = "float32"
+
+    @field_validator("trajectory", mode="before")
+    @classmethod
+    def _traj_short(cls, v: Any) -> Any:
+        return _restraint_shorthand(v)
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _var_short(cls, v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [_restraint_shorthand(x) for x in v]
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> CellSpec:
+        cps = self.checkpoints
+        if not cps:
+            raise ValueError("checkpoints: at least one checkpoint is needed")
+        if list(cps) != sorted(set(cps)):
+            raise ValueError(f"checkpoints: must be strictly increasing, got {list(cps)}")
+        if cps[0] < 0:
+            raise ValueError("checkpoints: must be >= 0")
+        if cps[-1] != self.n_edits:
+            raise ValueError(
+                f"checkpoints: the last checkpoint ({cps[-1]}) must equal n_edits ({self.n_edits})")
+        for c in cps:
+            if c % self.batch_size and c != self.n_edits:
+                raise ValueError(
+                    f"checkpoints: {c} is not a multiple of batch_size {self.batch_size}")
+        if isinstance(self.trajectory, PruneSpec) and self.trajectory.mode != "online":
+            raise ValueError("trajectory: a PRUNE trajectory restraint must have mode 'online' "
+                             "(posthoc PRUNE is an evaluation variant)")
+        labels = [v.label for v in self.variants]
+        if not labels:
+            raise ValueError("variants: at least one evaluation variant is needed")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"variants: duplicate variants {labels}")
+        for v in self.variants:
+            if isinstance(v, RectSpec):
+                raise ValueError("variants: RECT acts per edit and is a trajectory restraint, "
+                                 "not an evaluation variant")
+            if isinstance(v, PruneSpec) and v.mode != "posthoc":
+                raise ValueError("variants: PRUNE evaluation variants must have mode 'posthoc'")
+        if not isinstance(self.variants[0], NoRestraint):
+            raise ValueError("variants: the first variant must be 'none' (the trajectory's own model)")
+        for k, v in self.hparams.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"hparams.{k}: must be finite")
+        return self
+
+    # ----------------------------------------------------------------- identity
+    def spec_hash(self) -> str:
+        """sha256 (hex) of the canonical JSON of every field."""
+        return io.sha256_json(self.canonical())
+
+    @property
+    def short_hash(self) -> str:
+        return self.spec_hash()[:12]
+
+    @property
+    def slug(self) -> str:
+        return (f"{self.model}_{self.editor}_{self.dataset.name}_{self.trajectory.label}"
+                f"_b{self.batch_size}_s{self.seed}")
+
+    @property
+    def folder(self) -> str:
+        """The cell's folder name: a readable slug and the spec hash."""
+        return f"{self.slug}-{self.short_hash}"
+
+    @property
+    def n_batches(self) -> int:
+        return math.ceil(self.n_edits / self.batch_size)
+
+    def describe(self) -> dict[str, Any]:
+        """The columns that identify a cell in records and tables."""
+        return {
+            "cell": self.short_hash,
+            "model": self.model,
+            "editor": self.editor,
+            "dataset": f"{self.dataset.name}:{self.dataset.split}",
+            "trajectory": self.trajectory.label,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "timing": self.evaluation.timing,
+        }
