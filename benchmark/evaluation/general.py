@@ -1,0 +1,339 @@
+"""General abilities of an in-memory (possibly edited) model through lm-evaluation-harness.
+
+``evaluate_tasks(loaded_model, ["prune_nli", "known_facts"], limit=20)`` wraps the model
+object itself in lm-eval's ``HFLM`` (no reload, so edits made in place are what gets
+evaluated), runs the suite's tasks from ``tasks/lm_eval/`` offline with a fixed batch size
+and greedy decoding (lm-eval left-pads batched generation), keeps the logged samples, and
+returns ``{task: {metric: MetricValue}}`` with the samples, task hashes and the recorded
+settings attached.
+
+Per-call overhead: the TaskManager (which indexes tasks/lm_eval only, never lm-eval's
+built-in tasks) and each built Task (its parsed documents) are cached in-process, keyed by
+the task YAML's sha256, the data root and each data file's (size, mtime); a grid that
+evaluates twenty checkpoints builds each task once. lm-eval stores no request cache here.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from benchmark import settings
+from benchmark.evaluation import MetricValue
+from benchmark.registry import Registry
+
+log = logging.getLogger(__name__)
+
+TASKS_YAML_DIR = settings.TASKS_DIR / "lm_eval"
+
+Family = Literal["prune", "standard", "alphaedit", "signal"]
+#: How "above chance" is decided for a task (see results/baselines/README.md):
+#: choice -- binomial test of accuracy vs max(1/k, majority share); binary -- binomial test
+#: of a 0/1 generative score vs a floor rate; score -- t-test of a mean score vs a floor;
+#: perplexity -- no chance level (always informative).
+Kind = Literal["choice", "binary", "score", "perplexity"]
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    family: Family
+    kind: Kind
+    primary_metric: str
+    description: str
+    data: tuple[str, ...] = ()  # data-set names (benchmark.data) the task reads
+    n_choices: int | None = None  # for kind "choice"
+    default_n: int | None = None  # documents in the task (None: the whole file)
+
+    @property
+    def yaml_path(self) -> Path:
+        return TASKS_YAML_DIR / f"{self.name}.yaml"
+
+
+TASKS: Registry[TaskInfo] = Registry("general-ability task")
+
+
+def _task(*args: Any, **kwargs: Any) -> None:
+    info = TaskInfo(*args, **kwargs)
+    TASKS.register(info.name, info)
+
+
+# PRUNE's four downstream tasks, reproduced (METHODS.md §5)
+_task("prune_reasoning", "prune", "binary", "acc",
+      "GSM8K with the gold rationale in the prompt; gold number substring of 5 new tokens",
+      ("prune-reasoning",), default_n=358)
+_task("prune_summarization", "prune", "score", "rouge_mean",
+      "SAMSum 'TL;DR:' 25 new tokens; mean of ROUGE-1/2/L F1", ("prune-summarization",),
+      default_n=149)
+_task("prune_qa", "prune", "binary", "em",
+      "NQ question with passage, 20 new tokens; any-span exact match", ("prune-qa",),
+      default_n=261)
+_task("prune_nli", "prune", "choice", "acc_total",
+      "RTE 'entails the ... True or False? answer:' 1 token; acc over answered, acc_total",
+      ("prune-nli",), n_choices=2, default_n=299)
+# standard variants
+_task("gsm8k_zeroshot", "standard", "binary", "exact_match",
+      "GSM8K without rationale, zero-shot, last-number exact match", ("gsm8k-test",))
+_task("nq_closedbook", "standard", "binary", "exact_match",
+      "closed-book NQ-open, normalised exact match", ("nq-open-dev",))
+_task("mmlu", "standard", "choice", "acc", "MMLU test, zero-shot, A-D by log-likelihood",
+      ("mmlu",), n_choices=4)
+_task("boolq", "standard", "choice", "acc", "BoolQ dev, no/yes by log-likelihood",
+      ("boolq-dev",), n_choices=2)
+_task("piqa", "standard", "choice", "acc", "PIQA validation, two solutions by log-likelihood",
+      ("piqa-valid", "piqa-valid-labels"), n_choices=2)
+# AlphaEdit / NSE small sets
+for _name, _k in (("sst2", 2), ("mrpc", 2), ("cola", 2), ("rte", 2), ("nli", 2),
+                  ("sentiment_analysis", 2), ("mmlu", 4), ("dialogue", 4)):
+    _task(f"glue_{_name}", "alphaedit", "choice", "f1",
+          f"AlphaEdit glue_eval '{_name}', label words by log-likelihood; weighted F1",
+          (f"glue-{_name.replace('_', '-')}",), n_choices=_k)
+# sensitive signals for small models
+_task("wikitext_heldout", "signal", "perplexity", "word_perplexity",
+      "word perplexity on paragraphs of the second half of WikiText-2 test", ("wikitext2-test",))
+_task("known_facts", "signal", "choice", "acc",
+      "80 well-known facts: true object out-scores a false one (and the mean margin)", (),
+      n_choices=2)
+
+#: Tasks the small-model smoke grid headlines: unedited smollm2-135m and gemma3-270m are
+#: above chance on them (results/baselines/README.md says how that was decided).
+HEADLINE_TASKS: tuple[str, ...] = (
+    "prune_reasoning", "prune_qa", "known_facts", "wikitext_heldout",
+)
+#: Per-task document limits for the smoke grid (first N documents).
+SMOKE_LIMITS: dict[str, int] = {
+    "prune_reasoning": 24, "prune_qa": 16, "known_facts": 80, "wikitext_heldout": 16,
+}
+
+
+def task_names(family: Family | None = None) -> list[str]:
+    return [n for n in TASKS.names() if family is None or TASKS.get(n).family == family]
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything about how tasks were run, recorded with every result."""
+
+    batch_size: int
+    apply_chat_template: bool
+    limits: dict[str, int | None]
+    max_length: int | None
+    add_bos_token: bool
+    device: str
+    lm_eval_version: str
+    decoding: str = "greedy"
+    num_fewshot: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class GeneralResults(dict):
+    """``{task: {metric: MetricValue}}`` plus the run's provenance.
+
+    ``samples[task]``: lm-eval's logged samples (doc, arguments, resps, filtered_resps,
+    per-sample metrics, doc/prompt/target hashes). ``task_hashes[task]``: sha256 over the
+    (doc_hash, prompt_hash, target_hash) of the evaluated items, so two runs with the same
+    hash evaluated the same prompts. ``settings``: :class:`EvalSettings`.
+    """
+
+    def __init__(self, metrics: Mapping[str, Mapping[str, MetricValue]], *,
+                 samples: dict[str, list[dict]], task_hashes: dict[str, str],
+                 settings: EvalSettings):
+        super().__init__({k: dict(v) for k, v in metrics.items()})
+        self.samples = samples
+        self.task_hashes = task_hashes
+        self.settings = settings
+
+    def to_json(self) -> dict:
+        """Metrics as plain values (``{task: {metric: {value, n, stderr}}}``) and provenance."""
+        return {
+            "metrics": {t: {m: mv.to_dict() for m, mv in ms.items()} for t, ms in self.items()},
+            "task_hashes": dict(self.task_hashes),
+            "settings": self.settings.to_dict(),
+        }
+
+
+# --------------------------------------------------------------------------- caching
+_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _task_manager(include_path: str, signature: tuple):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=include_path, include_defaults=False)
+
+
+def _yaml_signature() -> tuple:
+    files = sorted(TASKS_YAML_DIR.glob("*.y*ml")) + [TASKS_YAML_DIR / "utils.py"]
+    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists())
+
+
+def task_manager():
+    """lm-eval TaskManager over tasks/lm_eval only (cached; rebuilt if a YAML changes)."""
+    return _task_manager(str(TASKS_YAML_DIR), _yaml_signature())
+
+
+def _task_key(info: TaskInfo) -> tuple:
+    from benchmark.data import resolve
+
+    parts: list[Any] = [info.name, hashlib.sha256(info.yaml_path.read_bytes()).hexdigest(),
+                        str(settings.data_root())]
+    for name in info.data:
+        path = resolve(name)  # verifies existence + sha256 (cached by stat)
+        st = path.stat()
+        parts.append((name, str(path), st.st_size, st.st_mtime_ns))
+    if info.name == "known_facts":
+        from benchmark.evaluation.lm_tasks import KNOWN_FACTS_FILE
+
+        parts.append(hashlib.sha256(KNOWN_FACTS_FILE.read_bytes()).hexdigest())
+    return tuple(parts)
+
+
+_TASK_CACHE: dict[tuple, Any] = {}
+
+
+def load_task(name: str):
+    """The built lm-eval Task for ``name`` (cached in-process by all of its inputs)."""
+    info = TASKS.get(name)
+    key = _task_key(info)
+    with _LOCK:
+        task = _TASK_CACHE.get(key)
+        if task is None:
+            loaded = task_manager().load([name])
+            task = loaded["tasks"][name]
+            if task.get_config("num_fewshot") is None:
+                task.set_config(key="num_fewshot", value=0)
+            for old in [k for k in _TASK_CACHE if k[0] == name]:
+                del _TASK_CACHE[old]
+            _TASK_CACHE[key] = task
+    return task
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _TASK_CACHE.clear()
+    _task_manager.cache_clear()
+
+
+# --------------------------------------------------------------------------- evaluation
+def _resolve_limits(tasks: Sequence[str], limit: int | Mapping[str, int] | None) -> dict[str, int | None]:
+    if limit is None or isinstance(limit, int):
+        if isinstance(limit, int) and limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        return {t: limit for t in tasks}
+    unknown = set(limit) - set(tasks)
+    if unknown:
+        raise ValueError(f"limits given for tasks not evaluated: {sorted(unknown)}")
+    return {t: limit.get(t) for t in tasks}
+
+
+def make_lm(loaded_model, *, batch_size: int, max_length: int | None = None):
+    """lm-eval HFLM around the in-memory model and tokenizer (device: the model's)."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=loaded_model.model, tokenizer=loaded_model.tokenizer,
+                batch_size=batch_size, max_length=max_length,
+                add_bos_token=loaded_model.arch.adds_bos, backend="causal",
+                device=str(loaded_model.device))
+
+
+def evaluate_tasks(loaded_model, tasks: Iterable[str], limit: int | Mapping[str, int] | None = None,
+                   batch_size: int = 8, apply_chat_template: bool = False,
+                   log_samples: bool = True, max_length: int | None = None) -> GeneralResults:
+    """Evaluate ``loaded_model`` (a :class:`benchmark.models.LoadedModel`) on suite tasks.
+
+    ``limit``: the first N documents of every task, or a per-task mapping (missing tasks:
+    all documents). ``apply_chat_template`` wraps each prompt in the tokenizer's chat
+    template (instruct models); it is recorded in ``result.settings``. Samples are always
+    collected internally (the metrics' standard errors and task hashes come from them);
+    ``log_samples=False`` only drops them from the returned object.
+    """
+    import lm_eval
+    from lm_eval.evaluator import evaluate
+
+    settings.apply_offline_env()
+    names = list(dict.fromkeys(tasks))
+    if not names:
+        raise ValueError("no tasks given")
+    infos = {n: TASKS.get(n) for n in names}  # UnknownName with did-you-mean
+    limits = _resolve_limits(names, limit)
+    task_objs = {n: load_task(n) for n in names}
+    samples_arg = {}
+    for n, task in task_objs.items():
+        n_docs = len(task.eval_docs)
+        lim = limits[n]
+        samples_arg[n] = list(range(n_docs if lim is None else min(lim, n_docs)))
+    lm = make_lm(loaded_model, batch_size=batch_size, max_length=max_length)
+    for n, task in task_objs.items():
+        gen = task.get_config("generation_kwargs") or {}
+        if task.get_config("output_type") == "generate_until" and \
+                int(gen.get("max_gen_toks", 0)) >= lm.max_length:
+            raise ValueError(
+                f"task {n!r} generates up to {gen['max_gen_toks']} tokens, but the model's "
+                f"maximum length is {lm.max_length}; pass a larger max_length or drop the task")
+    raw = evaluate(
+        lm=lm,
+        task_dict={"tasks": task_objs, "groups": {}, "group_map": {}},
+        samples=samples_arg,
+        bootstrap_iters=0,
+        log_samples=True,
+        apply_chat_template=apply_chat_template,
+    )
+    metrics: dict[str, dict[str, MetricValue]] = {}
+    hashes: dict[str, str] = {}
+    samples: dict[str, list[dict]] = {}
+    for n in names:
+        task_samples = raw["samples"][n]
+        metrics[n] = _metric_values(raw["results"][n], task_samples, infos[n])
+        hashes[n] = task_hash(task_samples)
+        if log_samples:
+            samples[n] = task_samples
+    run_settings = EvalSettings(
+        batch_size=batch_size, apply_chat_template=bool(apply_chat_template),
+        limits={n: len(samples_arg[n]) for n in names}, max_length=lm.max_length,
+        add_bos_token=bool(loaded_model.arch.adds_bos), device=str(loaded_model.device),
+        lm_eval_version=getattr(lm_eval, "__version__", "unknown"),
+    )
+    return GeneralResults(metrics, samples=samples, task_hashes=hashes, settings=run_settings)
+
+
+def _metric_values(task_results: Mapping[str, Any], task_samples: list[dict],
+                   info: TaskInfo) -> dict[str, MetricValue]:
+    """lm-eval's aggregated values, with n and (for per-item means) the standard error."""
+    out: dict[str, MetricValue] = {}
+    n = len(task_samples)
+    for key, value in task_results.items():
+        if "," not in key or "_stderr" in key or key == "alias":
+            continue
+        metric = key.split(",")[0]
+        per_item = [s.get(metric) for s in task_samples]
+        stderr = None
+        if per_item and all(isinstance(v, (int, float)) for v in per_item):
+            mv = MetricValue.mean_of([float(v) for v in per_item])
+            if math.isclose(mv.value, float(value), rel_tol=1e-9, abs_tol=1e-12):
+                stderr = mv.stderr  # the aggregate is the per-item mean
+        items = n
+        if info.name == "prune_nli" and metric == "acc":
+            items = sum(int(s["answered"]) for s in task_samples)
+        out[metric] = MetricValue(float(value), items, stderr)
+    return out
+
+
+def task_hash(task_samples: list[dict]) -> str:
+    """sha256 over the evaluated items' (doc_hash, prompt_hash, target_hash), in doc order."""
+    rows = sorted((s["doc_id"], s.get("doc_hash"), s.get("prompt_hash"), s.get("target_hash"))
+                  for s in task_samples)
+    blob = json.dumps(rows, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
