@@ -57,7 +57,8 @@ def read_json_records(path: Path) -> list[Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        hint = " (truncated file?)" if exc.pos >= len(text.rstrip()) - 1 else ""
+        tail = text.rstrip()[-1:]
+        hint = f" (the file looks truncated: it ends with {tail!r}, not ']')" if tail not in ("]", "}") else ""
         raise DataError(path, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}") from None
     if not isinstance(data, list):
         raise DataError(path, f"expected a JSON list of records, got {type(data).__name__}")
