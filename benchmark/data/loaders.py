@@ -19,6 +19,7 @@ Formats (``DatasetManifest.format``):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -257,6 +258,14 @@ def parse_mquake(file: Path, data: list[Any]) -> list[MquakeCase]:
                 target_new=rw.sub("target_new").text("str"), target_true=rw.sub("target_true").text("str"),
                 extra=(("mquake_case", cid), ("question", rw.text("question"))),
             ))
+        n_edits = len(reqs)
+        questions, answers = r.texts("questions", min_len=1), (r.text("answer"), *r.texts("answer_alias"))
+        new_answers = (r.text("new_answer"), *r.texts("new_answer_alias"))
+        # each request also carries its case (plain tuples), so the runner can score
+        # multi-hop accuracy from the requests alone (see cases_from_requests)
+        case_extra = (("mquake_n_edits", n_edits), ("mquake_questions", questions),
+                      ("mquake_answers", answers), ("mquake_new_answers", new_answers))
+        reqs = [dataclasses.replace(q, extra=q.extra + case_extra) for q in reqs]
         cases.append(MquakeCase(
             case_id=cid, requests=tuple(reqs), questions=r.texts("questions", min_len=1),
             answer=r.text("answer"), answer_alias=r.texts("answer_alias"),
@@ -265,6 +274,26 @@ def parse_mquake(file: Path, data: list[Any]) -> list[MquakeCase]:
         ))
     _check_unique(file, [c.case_id for c in cases])
     return cases
+
+
+def cases_from_requests(requests) -> list[MquakeCase]:
+    """MQuAKE cases rebuilt from flattened requests (``load_requests("mquake")``), in order of
+    first appearance; only cases whose edits are ALL among ``requests`` are returned."""
+    groups: dict[str, list[EditRequest]] = {}
+    for q in requests:
+        extra = dict(q.extra)
+        if "mquake_case" not in extra:
+            raise ValueError(f"request {q.case_id} is not from MQuAKE (no mquake_case)")
+        groups.setdefault(str(extra["mquake_case"]), []).append(q)
+    out = []
+    for cid, reqs in groups.items():
+        e = dict(reqs[0].extra)
+        if len({q.case_id for q in reqs}) < e["mquake_n_edits"]:
+            continue
+        answers, new = tuple(e["mquake_answers"]), tuple(e["mquake_new_answers"])
+        out.append(MquakeCase(cid, tuple(reqs), tuple(e["mquake_questions"]), answers[0], answers[1:],
+                              new[0], new[1:]))
+    return out
 
 
 PARSERS: dict[str, Callable[[Path, list[Any]], list]] = {

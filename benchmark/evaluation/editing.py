@@ -297,7 +297,8 @@ def evaluate_editing(loaded_model, requests: Sequence, metrics: Iterable[str] = 
     """Compute ``metrics`` on ``loaded_model`` (a benchmark.models.LoadedModel).
 
     ``requests`` are the edited facts to evaluate (chosen by the runner's EvalTiming);
-    ``cases`` the MQuAKE cases for ``mquake_multihop``. Each metric is computed once per
+    ``cases`` the MQuAKE cases for ``mquake_multihop`` (default: rebuilt from MQuAKE
+    ``requests``, keeping the cases all of whose edits are among them). Each metric is computed once per
     call (a success rate and its magnitude share one scoring pass). A metric that cannot be
     computed here (consistency without its files) is left out, with a logged note.
     """
@@ -330,8 +331,10 @@ def evaluate_editing(loaded_model, requests: Sequence, metrics: Iterable[str] = 
             if value is not None:
                 out["consistency"] = value
         if "mquake_multihop" in metrics:
-            if cases is None:
-                raise ValueError("mquake_multihop needs cases= (benchmark.data.load_mquake_cases)")
+            if cases is None:  # rebuilt from the requests: only cases with all their edits
+                from benchmark.data.loaders import cases_from_requests
+
+                cases = cases_from_requests(requests)
             out["mquake_multihop"] = mquake_multihop(loaded_model, cases, batch_size=batch_size)
     finally:
         loaded_model.model.train(was_training)

@@ -142,3 +142,16 @@ def test_fetch_pickle_transform_and_checksum(tmp_path, monkeypatch):
     with pytest.raises(bdata.ChecksumMismatch):
         bdata.fetch("f", data_root=root, manifest_dir=mdir)
     assert not (root / "f.json").exists()
+
+
+def test_mquake_cases_rebuilt_from_flat_requests(data_root):
+    from benchmark.data.loaders import cases_from_requests
+
+    cases = bdata.load_mquake_cases(limit=3)
+    flat = bdata.load_requests("mquake", limit=3)
+    rebuilt = cases_from_requests(flat)
+    assert [(c.case_id, c.questions, c.answer, c.answer_alias, c.new_answer, c.new_answer_alias)
+            for c in rebuilt] == [(c.case_id, c.questions, c.answer, c.answer_alias, c.new_answer,
+                                   c.new_answer_alias) for c in cases]
+    # a case with only some of its edits (first-n timing cut inside it) is left out
+    assert [c.case_id for c in cases_from_requests(flat[:6])] == [cases[0].case_id]

@@ -264,3 +264,21 @@ def test_eval_timing_and_unknown_metric():
     assert EvalTiming("all_at_final") is EvalTiming.ALL_AT_FINAL
     with pytest.raises(ValueError, match="unknown editing metric"):
         evaluate_editing(None, [], ("efficacy_typo",))
+
+
+def test_mquake_from_flat_requests_in_runner_entry(tmp_path):
+    import json
+
+    from benchmark.data import load_mquake_cases, load_requests
+
+    case = {"case_id": 1, "requested_rewrite": [
+        {"prompt": "{} was performed by", "subject": "Hey Jude", "target_new": {"str": "Madonna"},
+         "target_true": {"str": "The Beatles"}, "question": "Who performed Hey Jude?"}],
+        "questions": ["Who performed Hey Jude?", "Hey Jude's performer?"], "answer": "The Beatles",
+        "answer_alias": ["Beatles"], "new_answer": "Madonna", "new_answer_alias": []}
+    path = tmp_path / "mq.json"
+    path.write_text(json.dumps([case, {**case, "case_id": 2, "questions": ["Who sang Hey Jude?"]}]))
+    lm = models.load("tiny-gpt2")
+    got = evaluate_editing(lm, load_requests(path=path, format="mquake"), ("mquake_multihop",))
+    want = editing.mquake_multihop(lm, load_mquake_cases(path=path))
+    assert got["mquake_multihop"] == want and want.n == 2
