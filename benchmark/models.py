@@ -62,8 +62,16 @@ class ArchFacts:
 
 @dataclass(frozen=True)
 class HubSource:
+    """A hub repository. ``revision`` is a full commit sha once pinned.
+
+    The commit shas of the paper models could not be looked up from this offline
+    workplace, so they are ``None`` (unpinned) until a networked run pins them: such a
+    run resolves the current commit, records it in the model identity (and so in every
+    cache key and provenance record) and logs a warning that the entry is unpinned.
+    """
+
     repo: str
-    revision: str  # full commit sha, pinned
+    revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,12 +183,12 @@ register(ModelEntry(
 ))
 register(ModelEntry(
     name="gpt2-xl",
-    source=HubSource("openai-community/gpt2-xl", "15ea56dee5df4983c59b2538573817e1667135e2"),
+    source=HubSource("openai-community/gpt2-xl"),
     arch=_gpt2_like(48, 1600, cap=1024),
 ))
 register(ModelEntry(
     name="gpt-j-6b",
-    source=HubSource("EleutherAI/gpt-j-6b", "47e169305d2e8376be1d31e765533382721b2cc1"),
+    source=HubSource("EleutherAI/gpt-j-6b"),
     arch=ArchFacts(
         family="gptj", n_layers=28, d_model=4096, d_ffn=16384,
         layer_template="transformer.h.{layer}", mlp_template="transformer.h.{layer}.mlp",
@@ -190,17 +198,17 @@ register(ModelEntry(
 ))
 register(ModelEntry(
     name="llama2-7b",
-    source=HubSource("meta-llama/Llama-2-7b-hf", "01c7f73d771dfac7d292323805ebc428287df4f9"),
+    source=HubSource("meta-llama/Llama-2-7b-hf"),
     arch=_llama_like(32, 4096, 11008, family="llama", adds_bos=True, cap=2048),
 ))
 register(ModelEntry(
     name="llama3-8b",
-    source=HubSource("meta-llama/Meta-Llama-3-8B", "8cde5ca8380496c9a6cc7ef3a8b46a0372a1d920"),
+    source=HubSource("meta-llama/Meta-Llama-3-8B"),
     arch=_llama_like(32, 4096, 14336, family="llama", adds_bos=True, cap=2048),
 ))
 register(ModelEntry(
     name="llama3-8b-instruct",
-    source=HubSource("meta-llama/Meta-Llama-3-8B-Instruct", "8afb486c1db24fe5011ec46dfbe5b5dccdb575c2"),
+    source=HubSource("meta-llama/Meta-Llama-3-8B-Instruct"),
     arch=_llama_like(32, 4096, 14336, family="llama", adds_bos=True, cap=2048),
     instruct=True,
 ))
@@ -351,19 +359,28 @@ def _load_hub(entry: ModelEntry, src: HubSource, dtype: torch.dtype) -> LoadedMo
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     local_only = settings.offline()
+    revision = src.revision
     try:
-        tok = AutoTokenizer.from_pretrained(src.repo, revision=src.revision, local_files_only=local_only)
+        if revision is None and not local_only:
+            from huggingface_hub import model_info
+
+            revision = model_info(src.repo).sha
+            log.warning("model %s is unpinned in the registry; using %s@%s (recorded in provenance)",
+                        entry.name, src.repo, revision)
+        tok = AutoTokenizer.from_pretrained(src.repo, revision=revision, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(
-            src.repo, revision=src.revision, dtype=dtype, local_files_only=local_only)
+            src.repo, revision=revision, dtype=dtype, local_files_only=local_only)
     except OSError as exc:
         if local_only:
             raise settings.NetworkRequired(
-                f"model {entry.name!r} ({src.repo}@{src.revision[:12]}) is not in the local "
+                f"model {entry.name!r} ({src.repo}@{revision or 'unpinned'}) is not in the local "
                 f"Hugging Face cache and this run is offline; set {settings.OFFLINE_ENV}=0 on a "
                 "networked machine to download it"
             ) from exc
         raise
-    identity = {"name": entry.name, "source": "hub", "repo": src.repo, "revision": src.revision}
+    if revision is None:  # offline from the local cache: record the snapshot actually used
+        revision = getattr(model.config, "_commit_hash", None)
+    identity = {"name": entry.name, "source": "hub", "repo": src.repo, "revision": revision}
     return LoadedModel(entry, model, tok, identity)
 
 
