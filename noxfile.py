@@ -149,7 +149,6 @@ def lock(session: nox.Session) -> None:
     against the package index with pip's --dry-run --report, so it pins the CUDA build of
     torch and its nvidia-* packages; needs the index (PyPI) to serve CUDA torch.
     """
-    import json
     import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix="seqedit-lock-"))
