@@ -1,0 +1,113 @@
+"""AlphaEdit: MEMIT's layer loop with the update projected onto the null space of the
+preserved keys (METHODS.md §3).
+
+Per edited layer, once per base model: ``P = Û Ûᵀ`` with ``Û`` the eigenvectors of C0 whose
+eigenvalue is below a threshold (``nullspace_threshold``; ``nullspace_threshold_kind``
+``absolute`` as released, or scale-free ``relative``), cached on disk beside C0 under C0's
+key extended by the threshold settings (:func:`editors.stats.derived_layer_artifact`).
+Per batch and layer (keys recomputed after the lower layers' updates, as in MEMIT):
+
+    ΔW = R K₁ᵀ P (Kp Kpᵀ P + K₁ K₁ᵀ P + β I)⁻¹        (β = ``L2``: released 10, paper 1)
+
+with ``Kp Kpᵀ`` the accumulated keys of all previous batches (state, float32 like the
+released ``cache_c``), to which the batch's keys, recomputed on the edited model, are
+added afterwards (as the released code does). Every update annihilates keys in the
+preserved subspace (``P k = 0`` ⇒ ``ΔW k = 0``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from benchmark.models import LoadedModel
+from editors import keys, solvers, stats
+from editors.base import Delta, EditRequest
+from editors.common import TensorState
+from editors.hparams import AlphaEditHparams
+from editors.memit import (
+    TemporaryEdits,
+    accumulate_keys,
+    check_kpkpt_state,
+    check_layers,
+    current_outputs,
+    kpkpt_name,
+    layer_sweep,
+    new_kpkpt_state,
+    residual_targets,
+)
+
+log = logging.getLogger(__name__)
+
+#: Bump when the way P is built from C0 changes (part of P's cache key).
+PROJECTION_VERSION = 1
+
+
+def threshold_of(hp: AlphaEditHparams) -> solvers.NullSpaceThreshold:
+    return solvers.NullSpaceThreshold(hp.nullspace_threshold_kind, hp.nullspace_threshold)
+
+
+class AlphaEdit:
+    """AlphaEdit editor (batches of any size; state: accumulated Kp Kpᵀ per layer)."""
+
+    name = "alphaedit"
+
+    def __init__(self, hparams: AlphaEditHparams, *, data_root: str | Path | None = None,
+                 cache_root: str | Path | None = None, progress: bool = True):
+        self.hparams = hparams
+        self.data_root, self.cache_root, self.progress = data_root, cache_root, progress
+        self._projections: dict[str, dict[int, torch.Tensor]] = {}
+
+    def projections(self, lm: LoadedModel) -> dict[int, torch.Tensor]:
+        """P per edited layer (float32, d_ffn x d_ffn), from the disk cache or built from C0."""
+        hp = self.hparams
+        thr = threshold_of(hp)
+        key = str(sorted(lm.identity.items())) + hp.stats.model_dump_json() + repr(thr)
+        if key not in self._projections:
+            params = {"mode": thr.mode, "value": thr.value, "version": PROJECTION_VERSION,
+                      "dtype": "float32"}
+            out = {}
+            for layer in hp.layers:
+                out[layer] = stats.derived_layer_artifact(
+                    lm, layer, hp.stats, "alphaedit-null-projection", params,
+                    lambda c0: solvers.null_space_projection(c0, thr).to(torch.float32),
+                    data_root=self.data_root, cache_root=self.cache_root, progress=self.progress)
+                log.info("AlphaEdit %s layer %d: null space of dimension %.0f of %d",
+                         lm.entry.name, layer, float(out[layer].trace()), out[layer].shape[0])
+            self._projections[key] = out
+        return self._projections[key]
+
+    def init_state(self, model: LoadedModel) -> TensorState:
+        check_layers(model, self.hparams.layers, self.name)
+        return new_kpkpt_state(model, self.hparams.layers)
+
+    def prepare(self, model: LoadedModel, requests: Sequence[EditRequest], state: TensorState) -> None:
+        """Context templates and the projections from the unedited model."""
+        check_layers(model, self.hparams.layers, self.name)
+        keys.context_templates(model, self.hparams.templates)
+        self.projections(model)
+
+    def compute(self, model: LoadedModel, requests: Sequence[EditRequest], state: TensorState) -> Delta:
+        hp, lm = self.hparams, model
+        if not requests:
+            raise ValueError(f"{self.name}: empty batch")
+        check_layers(lm, hp.layers, self.name)
+        check_kpkpt_state(state, lm, hp.layers)
+        templates = keys.context_templates(lm, hp.templates)
+        P = self.projections(lm)
+        Z, tinfo = residual_targets(lm, requests, hp, templates)
+
+        def solve(i: int, layer: int, R: torch.Tensor, K: torch.Tensor):
+            return solvers.alphaedit_solve(R, K, P[layer], state.tensors[kpkpt_name(layer)], hp.L2)
+
+        with TemporaryEdits(lm.model) as edits:
+            layer_info = layer_sweep(lm, requests, hp.layers, templates, Z, solve, edits)
+            final_res = (Z - current_outputs(lm, requests, hp.layers[-1])).norm(dim=0)
+            accumulate_keys(state, lm, requests, hp.layers, templates)
+        info = {"method": self.name, "layers": list(hp.layers), "n_requests": len(requests),
+                "null_space_dim": {layer: round(float(P[layer].trace())) for layer in hp.layers},
+                "layer_info": layer_info, "final_residual_norm": final_res.tolist(), **tinfo}
+        return Delta(edits.matrices, info)
