@@ -1,0 +1,32 @@
+"""The committed batch-editor hyperparameter files (MEMIT, sequential MEMIT, AlphaEdit, NSE)
+load, name their source, and fit the models they are for."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.models import get_entry
+from editors.hparams import HPARAMS_DIR, load_hparams
+
+METHODS = ("memit", "memit-seq", "alphaedit", "nse")
+FILES = sorted((m, p.stem) for m in METHODS for p in (HPARAMS_DIR / m).glob("*.yaml"))
+
+
+def test_every_batch_method_has_the_embedded_and_paper_models():
+    have = set(FILES)
+    for method in METHODS:
+        for model in ("smollm2-135m", "gpt2-xl", "gpt-j-6b", "llama3-8b-instruct"):
+            assert (method, model) in have, f"missing editors/hparams/{method}/{model}.yaml"
+
+
+@pytest.mark.parametrize(("method", "model"), FILES)
+def test_hparams_file_is_valid_for_its_model(method, model):
+    hp = load_hparams(method, model)
+    arch = get_entry(model).arch
+    assert hp.source.strip()
+    assert all(0 <= layer < arch.n_layers for layer in hp.layers)
+    assert hp.layers == sorted(hp.layers)
+    if method == "nse":
+        assert hp.alpha < hp.upper_bound
+    if method == "alphaedit":
+        assert hp.L2 > 0
