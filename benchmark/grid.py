@@ -33,7 +33,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -84,7 +84,7 @@ class Axes(BaseModel):
     n_edits: int | None = Field(None, gt=0)
     batch_size: int | None = Field(None, gt=0)
     checkpoints: list[int] | None = None
-    seeds: list[int] | None = None
+    seeds: list[Annotated[int, Field(ge=0)]] | None = None
     trajectories: list[Restraint] | None = None
     variants: list[Restraint] | None = None
     evaluation: EvalSpec | None = None
@@ -268,7 +268,7 @@ def _raise_validation(path: Path, exc: ValidationError, prefix: str = "") -> Non
     first = errors[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p in ("none", "rect", "prune")))
     field = _loc(loc, prefix) or None
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if len(errors) > 1:
         others = "; ".join(f"{_loc(e['loc'], prefix)}: {e['msg']}" for e in errors[1:4])
         msg += f" (also: {others})"
@@ -393,7 +393,7 @@ def _expand(path: Path, axes: Axes, prefix: str):
             else:  # model-level check: its message starts with the field name
                 field, _, rest = msg.partition(": ")
                 msg = rest or msg
-            field = {"trajectory": "trajectories"}.get(field, field)
+            field = {"trajectory": "trajectories", "seed": "seeds"}.get(field, field)
             raise GridError(path, f"{msg} (cell {model}/{editor}/{dataset.name})",
                             field=_loc((field,), prefix) if field else (prefix or None)) from None
         yield cell, f"{prefix or 'grid'} cell {idx}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,10 +36,10 @@ def _safe(name: str) -> str:
 
 
 def _series(records: Sequence[Record], value_of) -> dict[tuple, list[tuple[int, float]]]:
-    """(editor, trajectory, variant) -> sorted [(n, value)] for n > 0."""
+    """(editor, trajectory, variant, ...) -> sorted [(n, value)], the unedited n = 0 included."""
     out: dict[tuple, dict[int, float]] = defaultdict(dict)
     for r in records:
-        if r.n_edits == 0 or r.value is None:
+        if r.value is None:
             continue
         key = (r.editor, r.trajectory, r.variant, r.batch_size, r.seed, r.timing)
         v = value_of(out[key].get(r.n_edits), r.value)
@@ -65,12 +66,14 @@ def _plot(path: Path, title: str, ylabel: str, records: Sequence[Record], spectr
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     value_of = _mean_or_max(spectrum)
     editors = sorted({r.editor for r in records})
     fig, axes = plt.subplots(1, len(editors), figsize=(5.2 * len(editors), 4.0), squeeze=False,
                              sharey=True)
     trajectories = sorted({r.trajectory for r in records})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, editor in zip(axes[0], editors):
         recs = [r for r in records if r.editor == editor]
         series = _series(recs, value_of)
@@ -79,11 +82,13 @@ def _plot(path: Path, title: str, ylabel: str, records: Sequence[Record], spectr
                 continue
             xs, ys = zip(*pts)
             style = _STYLES["prune" if variant.startswith("prune") else "none"]
-            marker = _MARKERS[trajectories.index(traj) % len(_MARKERS)]
+            t_idx = trajectories.index(traj)
+            marker = _MARKERS[t_idx % len(_MARKERS)]
             label = f"trajectory {traj}, eval {variant}"
             if bs != 1:
                 label += f", batch {bs}"
-            ax.plot(xs, ys, linestyle=style, marker=marker, markersize=4, label=label)
+            ax.plot(xs, ys, linestyle=style, marker=marker, markersize=4, label=label,
+                    color=colours[t_idx % len(colours)])
         base = _baseline(recs, value_of)
         if base is not None:
             ax.axhline(base, color="grey", linestyle=":", linewidth=1.5, label="unedited (n = 0)")
@@ -91,8 +96,11 @@ def _plot(path: Path, title: str, ylabel: str, records: Sequence[Record], spectr
         ax.set_xlabel("number of edits")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if spectrum and ax.get_ylim()[0] > 0 and ax.get_ylim()[1] / ax.get_ylim()[0] > 50:
+            ax.set_yscale("log")
         ax.legend(fontsize=7, loc="best")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, width=int(70 * len(editors))), fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(path) as tmp:

@@ -166,3 +166,13 @@ def grid_factory(tmp_path):
         return make_grid(tmp_path, **kw)
 
     return factory
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matrices: one thread avoids OpenMP oversubscription on a shared 2-core machine
+    (an SVD of 160x64 takes ms on one thread, up to a second with contended threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
