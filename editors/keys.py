@@ -303,7 +303,12 @@ def compute_target(lm: LoadedModel, request: EditRequest, layer: int, templates:
             tgt_rows.append(r)
             tgt_pos.append(n_ctx - 1 + j)
             tgt_tok.append(t_id)
-    tgt_rows_t, tgt_pos_t, tgt_tok_t = (torch.tensor(x, device=dev) for x in (tgt_rows, tgt_pos, tgt_tok))
+    tgt_tok_t = torch.tensor(tgt_tok, device=dev)
+    # logits only where the loss needs them: the target positions (row-major) then the KL one
+    keep = torch.zeros(ids.shape, dtype=torch.bool, device=dev)
+    keep[torch.tensor(tgt_rows, device=dev), torch.tensor(tgt_pos, device=dev)] = True
+    keep[n_rw, kl_idx] = True
+    n_tgt = len(tgt_tok)
     sel = torch.zeros(ids.shape, dtype=torch.float32, device=dev)
     sel[torch.arange(len(seqs), device=dev), torch.tensor(lookup, device=dev)] = 1.0
 
@@ -332,11 +337,11 @@ def compute_target(lm: LoadedModel, request: EditRequest, layer: int, templates:
             for it in range(spec.v_num_grad_steps):
                 steps += 1
                 opt.zero_grad()
-                logits = model(input_ids=ids, attention_mask=mask).logits
-                logp_t = torch.log_softmax(logits[tgt_rows_t, tgt_pos_t].float(), dim=-1)
+                kept = _kept_logits(model, ids, mask, keep)  # (n_tgt + 1, vocab)
+                logp_t = torch.log_softmax(kept[:n_tgt].float(), dim=-1)
                 tok_nll = -logp_t.gather(1, tgt_tok_t[:, None]).squeeze(1)
                 nll = tok_nll.sum() / (n_rw * len(target_ids))
-                kl_logp = torch.log_softmax(logits[n_rw, kl_idx].float(), dim=-1)
+                kl_logp = torch.log_softmax(kept[n_tgt].float(), dim=-1)
                 if kl_init is None:
                     kl_init = kl_logp.detach().clone()
                 # KL(current || initial), as the released code's kl_div(init, cur, log_target=True)
@@ -345,8 +350,8 @@ def compute_target(lm: LoadedModel, request: EditRequest, layer: int, templates:
                 wd = delta.norm() ** 2 / h_norm ** 2
                 loss = nll + spec.kl_factor * kl + spec.v_weight_decay * wd
                 losses.append(float(loss.detach()))
-                nll_value = float(nll)
-                if float(loss) < spec.early_stop_loss or it == spec.v_num_grad_steps - 1:
+                nll_value = float(nll.detach())
+                if losses[-1] < spec.early_stop_loss or it == spec.v_num_grad_steps - 1:
                     break
                 loss.backward()
                 opt.step()
@@ -359,6 +364,20 @@ def compute_target(lm: LoadedModel, request: EditRequest, layer: int, templates:
         handle.remove()
     return TargetResult(delta=delta.detach().float().cpu(), h_init=state["h_init"].float().cpu(),
                         steps=steps, losses=losses, nll=nll_value)
+
+
+def _kept_logits(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor,
+                 keep: torch.Tensor) -> torch.Tensor:
+    """Logits at the True positions of ``keep`` (row-major, flattened). Uses the
+    transformers ``logits_to_keep`` boolean mask so the vocabulary projection runs only
+    there; falls back to full logits for models without it."""
+    try:
+        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
+    except TypeError:
+        return model(input_ids=ids, attention_mask=mask).logits[keep]
+    if logits.ndim == 3:  # a model that ignored the mask
+        return logits[keep]
+    return logits
 
 
 def compute_targets(lm: LoadedModel, requests: Sequence[EditRequest], layer: int,

@@ -261,6 +261,7 @@ def _compute(lm: LoadedModel, layers: list[int], spec: StatsSpec, corpus: Corpus
              data_root, progress: bool) -> tuple[dict[int, torch.Tensor], int, int]:
     from tqdm.auto import tqdm
 
+    COMPUTE_COUNT["second_moment_pass"] += 1
     cap = _context_cap(lm, spec)
     if isinstance(corpus, HubCorpus):
         docs = corpus.documents(data_root, limit=spec.n_samples)

@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.errors import DataError
+from editors import hparams as H
+
+
+def _all_yamls():
+    return sorted(H.HPARAMS_DIR.glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", _all_yamls(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_shipped_yaml_validates(path: Path):
+    hp = H.load_hparams(path.parent.name, path.stem)
+    assert hp.method == path.parent.name
+    assert hp.source.strip(), "every hparams file says where its choice came from"
+
+
+def test_rome_yaml_for_both_embedded_models():
+    for model in ("smollm2-135m", "gemma3-270m"):
+        hp = H.load_hparams("rome", model)
+        assert isinstance(hp, H.ROMEHparams)
+
+
+def test_unknown_key_names_file_and_field(tmp_path, monkeypatch):
+    d = tmp_path / "rome"
+    d.mkdir()
+    data = yaml.safe_load(H.hparams_path("rome", "tiny-gpt2").read_text())
+    data["target"]["v_lrr"] = 0.1
+    (d / "m.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setattr(H, "HPARAMS_DIR", tmp_path)
+    with pytest.raises(DataError) as err:
+        H.load_hparams("rome", "m")
+    msg = str(err.value)
+    assert "m.yaml" in msg and "target.v_lrr" in msg
+
+
+def test_bad_value_and_missing_file():
+    with pytest.raises(DataError, match="layer"):
+        H.parse_hparams("rome", {"source": "x", "layer": -1})
+    with pytest.raises(DataError, match="no rome hyperparameters"):
+        H.load_hparams("rome", "no-such-model")
+    with pytest.raises(DataError, match="unknown editing method"):
+        H.parse_hparams("romeo", {})
+
+
+def test_overrides_nested_and_dotted_and_hash():
+    base = H.load_hparams("rome", "tiny-gpt2")
+    a = H.load_hparams("rome", "tiny-gpt2", {"target": {"v_lr": 0.25}})
+    b = H.load_hparams("rome", "tiny-gpt2", {"target.v_lr": 0.25})
+    assert a.target.v_lr == b.target.v_lr == 0.25
+    assert a.target.v_num_grad_steps == base.target.v_num_grad_steps
+    assert H.hparams_hash(a) == H.hparams_hash(b) != H.hparams_hash(base)
+    with pytest.raises(DataError, match="bogus"):
+        H.load_hparams("rome", "tiny-gpt2", {"bogus": 1})
+
+
+def test_memit_layers_must_ascend():
+    with pytest.raises(DataError, match="ascending"):
+        H.parse_hparams("memit", {"source": "x", "layers": [5, 4], "mom2_update_weight": 1.0})

@@ -1,0 +1,139 @@
+"""Layer second moments: value against a direct computation, one pass for many layers,
+and the on-disk cache (reuse, every key input, truncated file)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark import models
+from editors import stats
+from editors.hparams import StatsSpec
+from tests.editors.conftest import write_corpus
+
+SPEC = StatsSpec(n_samples=6, dtype="float64", context_cap=64, batch_tokens=200)
+
+
+def _direct_c0(lm, layer, data_root, spec):
+    """Mean of k kᵀ over every position, sequence by sequence (no batching, no padding)."""
+    docs = stats.CORPORA.get("wikitext").documents(data_root)
+    chunks = stats.chunk_documents(lm.tokenizer, docs, spec.n_samples, spec.context_cap,
+                                   lm.arch.adds_bos)
+    rows = []
+    mod = models.get_module(lm.model, lm.arch.down_name(layer))
+    h = mod.register_forward_pre_hook(lambda m, a: rows.append(a[0][0].double().numpy()))
+    try:
+        with torch.no_grad():
+            for c in chunks:
+                lm.model(input_ids=torch.tensor([c]))
+    finally:
+        h.remove()
+    K = np.concatenate(rows)
+    return K.T @ K / len(K), len(K)
+
+
+def test_chunks_cover_documents_in_order(tiny, corpus_root):
+    docs = stats.CORPORA.get("wikitext").documents(corpus_root)
+    assert len(docs) == 6 and docs[0].startswith("= Article 0 =")
+    chunks = stats.chunk_documents(tiny.tokenizer, docs[:1], 1000, 50, tiny.arch.adds_bos)
+    bos = [tiny.tokenizer.bos_token_id] if tiny.arch.adds_bos else []
+    assert all(len(c) <= 50 and c[: len(bos)] == bos for c in chunks)
+    flat = [t for c in chunks for t in c[len(bos):]]
+    ids = tiny.tokenizer(docs[0], add_special_tokens=False)["input_ids"]
+    assert flat == ids[: len(flat)] and len(ids) - len(flat) < 8
+
+
+def test_second_moment_matches_direct_computation_one_pass(tiny, corpus_root, stats_cache):
+    before = stats.COMPUTE_COUNT.copy()
+    got = stats.second_moments(tiny, [2, 1], SPEC, data_root=corpus_root, cache_root=stats_cache,
+                               progress=False)
+    assert stats.COMPUTE_COUNT["second_moment_pass"] - before["second_moment_pass"] == 1
+    assert stats.COMPUTE_COUNT["second_moment"] - before["second_moment"] == 2
+    for layer in (1, 2):
+        expected, n = _direct_c0(tiny, layer, corpus_root, SPEC)
+        assert got[layer].dtype == torch.float64 and got[layer].shape == (tiny.arch.d_ffn,) * 2
+        np.testing.assert_allclose(got[layer].numpy(), expected, rtol=1e-5, atol=1e-8)
+
+
+def test_cache_reuse_and_every_key_input(corpus_root, stats_cache, tmp_path):
+    lm = models.load("tiny-gpt2")
+    kw = {"data_root": corpus_root, "cache_root": stats_cache, "progress": False}
+
+    def count(fn):
+        before = stats.COMPUTE_COUNT["second_moment"]
+        value = fn()
+        return stats.COMPUTE_COUNT["second_moment"] - before, value
+
+    n, first = count(lambda: stats.second_moment(lm, 1, SPEC, **kw))
+    assert n == 1
+    n, again = count(lambda: stats.second_moment(lm, 1, SPEC, **kw))
+    assert n == 0 and torch.equal(first, again)
+    # any changed key input recomputes
+    for spec in (SPEC.model_copy(update={"n_samples": 5}), SPEC.model_copy(update={"dtype": "float32"}),
+                 SPEC.model_copy(update={"context_cap": 48})):
+        assert count(lambda spec=spec: stats.second_moment(lm, 1, spec, **kw))[0] == 1
+    assert count(lambda: stats.second_moment(lm, 2, SPEC, **kw))[0] == 1  # layer
+    other = dataclasses.replace(lm, identity={**lm.identity, "seed": 99})  # model identity
+    assert count(lambda: stats.second_moment(other, 1, SPEC, **kw))[0] == 1
+    root2 = tmp_path / "data2"
+    write_corpus(root2, seed=7)  # corpus content (sha256)
+    assert count(lambda: stats.second_moment(lm, 1, SPEC, data_root=root2, cache_root=stats_cache,
+                                             progress=False))[0] == 1
+    # batch size is not a key input: same cache entry
+    assert count(lambda: stats.second_moment(lm, 1, SPEC.model_copy(update={"batch_tokens": 64}),
+                                             **kw))[0] == 0
+    # and all of them still load without recomputation
+    assert count(lambda: stats.second_moment(lm, 1, SPEC.model_copy(update={"n_samples": 5}), **kw))[0] == 0
+
+
+@pytest.mark.parametrize("damage", ["truncate", "manifest", "delete_manifest"])
+def test_damaged_cache_is_rebuilt(corpus_root, stats_cache, damage):
+    lm = models.load("tiny-llama")
+    kw = {"data_root": corpus_root, "cache_root": stats_cache, "progress": False}
+    first = stats.second_moment(lm, 1, SPEC, **kw)
+    (tensor_file,) = (stats_cache / "stats" / "tiny-llama").glob("mom2-L1-*.safetensors")
+    manifest = tensor_file.with_suffix(".json")
+    if damage == "truncate":
+        tensor_file.write_bytes(tensor_file.read_bytes()[:-100])
+    elif damage == "manifest":
+        manifest.write_text("{not json")
+    else:
+        manifest.unlink()
+    before = stats.COMPUTE_COUNT["second_moment"]
+    rebuilt = stats.second_moment(lm, 1, SPEC, **kw)
+    assert stats.COMPUTE_COUNT["second_moment"] - before == 1
+    assert torch.equal(first, rebuilt)
+    assert stats.COMPUTE_COUNT["second_moment"] - before == 1
+    stats.second_moment(lm, 1, SPEC, **kw)
+    assert stats.COMPUTE_COUNT["second_moment"] - before == 1  # healthy again
+
+
+def test_derived_artifact_cached_under_extended_key(corpus_root, stats_cache):
+    lm = models.load("tiny-gpt2")
+    kw = {"data_root": corpus_root, "cache_root": stats_cache, "progress": False}
+    calls = []
+
+    def build(c0):
+        calls.append(1)
+        return c0 * 2
+
+    a = stats.derived_layer_artifact(lm, 1, SPEC, "double", {"f": 2}, build, **kw)
+    b = stats.derived_layer_artifact(lm, 1, SPEC, "double", {"f": 2}, build, **kw)
+    assert len(calls) == 1 and torch.equal(a, b)
+    torch.testing.assert_close(a, 2 * stats.second_moment(lm, 1, SPEC, **kw))
+    stats.derived_layer_artifact(lm, 1, SPEC, "double", {"f": 3}, build, **kw)
+    stats.derived_layer_artifact(lm, 1, SPEC.model_copy(update={"n_samples": 4}), "double", {"f": 2},
+                                 build, **kw)
+    assert len(calls) == 3
+
+
+def test_missing_corpus_is_a_data_error(tmp_path, stats_cache):
+    from benchmark.errors import DataError
+
+    lm = models.load("tiny-gpt2")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="wiki.test.raw"):
+        stats.second_moment(lm, 1, SPEC, data_root=tmp_path / "empty", cache_root=stats_cache)
