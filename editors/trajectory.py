@@ -54,6 +54,8 @@ class TrajectoryResult:
     seconds_per_edit: float  # editing time (compute + apply) per edit step (one batch)
     seconds_per_fact: float
     seconds_prepare: float
+    #: process CPU seconds per edit step (robust to other load on a shared machine)
+    cpu_seconds_per_edit: float = float("nan")
     each: list[bool] = field(default_factory=list)
     final: list[bool] = field(default_factory=list)
     infos: list[dict[str, Any]] = field(default_factory=list)
@@ -77,14 +79,16 @@ def run_sequence(lm: LoadedModel, editor, requests: Sequence[EditRequest], batch
     each: list[bool] = []
     infos: list[dict[str, Any]] = []
     edit_seconds = 0.0
+    cpu_seconds = 0.0
     steps = 0
     batches = [requests[i:i + batch_size] for i in range(0, len(requests), batch_size)]
     for batch in tqdm(batches, desc=f"{editor.name} on {lm.entry.name}", disable=not progress,
                       unit="edit"):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         delta = editor.compute(lm, batch, state)
         apply_delta(lm.model, delta)
         edit_seconds += time.perf_counter() - t
+        cpu_seconds += time.process_time() - c
         steps += 1
         each.extend(new_beats_true(lm, batch))
         infos.append(delta.info)
@@ -96,5 +100,5 @@ def run_sequence(lm: LoadedModel, editor, requests: Sequence[EditRequest], batch
         efficacy_each=sum(each) / n, efficacy_final=sum(final) / n,
         generalization_final=(sum(gen) / len(gen)) if gen else None,
         seconds_per_edit=edit_seconds / max(steps, 1), seconds_per_fact=edit_seconds / max(n, 1),
-        seconds_prepare=t_prep, each=each, final=final, infos=infos,
+        seconds_prepare=t_prep, cpu_seconds_per_edit=cpu_seconds / max(steps, 1), each=each, final=final, infos=infos,
     )

@@ -133,3 +133,18 @@ def test_target_loss_decreases_and_early_stop():
     stop = keys.compute_target(lm, REQ, 2, ("",), spec.model_copy(update={"early_stop_loss": 1e9}),
                                point="residual")
     assert stop.steps == 1 and float(stop.delta.norm()) == 0.0
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama", "tiny-gemma"])
+@pytest.mark.parametrize("point", ["mlp_out", "residual"])
+def test_prefix_reuse_gives_the_full_forward_result(name, point):
+    lm = models.load(name)
+    spec = TargetSpec(v_lr=0.5, v_num_grad_steps=4, clamp_norm_factor=1e3, v_weight_decay=0.1)
+    # templates of different lengths (all prompts shorter than tiny-gemma's sliding window)
+    templates = ("", "Long one. ", "Hi. ")
+    for req in (REQ, REQ2, EditRequest("2", "Paris is the capital of", "Paris", "Italy", "France")):
+        full = keys.compute_target(lm, req, 1, templates, spec, point, reuse_prefix=False)
+        fast = keys.compute_target(lm, req, 1, templates, spec, point, reuse_prefix=True)
+        np.testing.assert_allclose(fast.losses, full.losses, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(fast.delta, full.delta, rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(fast.h_init, full.h_init, rtol=1e-4, atol=1e-6)

@@ -1,0 +1,62 @@
+"""``seqedit stats --model M --editor E``: precompute the layer statistics an editor needs
+(second moments C0 of every edited layer, in one pass; then any editor-specific derived
+artefact, e.g. AlphaEdit's projection, through the editor's optional
+``prepare_statistics(lm)``)."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("stats", help="precompute cached layer statistics for an editor")
+    p.add_argument("--model", required=True)
+    p.add_argument("--editor", required=True, help="editing method (rome, memit, ...)")
+    p.add_argument("--layers", default=None,
+                   help="comma-separated layers (default: the editor's hparams)")
+    p.add_argument("--n-samples", type=int, default=None, help="override stats.n_samples")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--cache-root", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def hparams_layers(hp) -> list[int]:
+    return [hp.layer] if hasattr(hp, "layer") else list(hp.layers)
+
+
+def run(args) -> int:
+    import torch
+
+    from benchmark import io, models
+    from editors import create_editor, stats
+    from editors.hparams import load_hparams
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {"stats.n_samples": args.n_samples} if args.n_samples else None
+    hp = load_hparams(args.editor, args.model, overrides)
+    layers = ([int(x) for x in args.layers.split(",")] if args.layers else hparams_layers(hp))
+    lm = models.load(args.model, device=args.device, cache_dir=args.cache_root)
+    before = stats.COMPUTE_COUNT["second_moment"]
+    c0 = stats.second_moments(lm, layers, hp.stats, data_root=args.data_root,
+                              cache_root=args.cache_root)
+    computed = stats.COMPUTE_COUNT["second_moment"] - before
+    editor = create_editor(args.editor, lm, hp, data_root=args.data_root, cache_root=args.cache_root)
+    if hasattr(editor, "prepare_statistics"):
+        editor.prepare_statistics(lm)
+    result = {
+        "model": args.model, "editor": args.editor, "layers": layers,
+        "computed": computed, "loaded": len(layers) - computed,
+        "keys": {str(layer): io.sha256_json(stats.stats_key(lm, layer, hp.stats, args.data_root))
+                 for layer in layers},
+        "trace": {str(layer): float(m.trace()) for layer, m in c0.items()},
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.model} {args.editor}: layers {layers}: computed {computed}, "
+              f"loaded {len(layers) - computed} from the cache")
+    return 0

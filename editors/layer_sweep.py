@@ -1,0 +1,129 @@
+"""ROME layer sweep: which MLP layer of a small model to edit.
+
+For each candidate layer, every one of the first ``n`` CounterFact (easyedit edit split)
+requests is edited ALONE on the unedited model (apply, score, revert), with the model's
+ROME hparams and only ``layer`` overridden. Recorded per layer: efficacy (new target more
+probable than the true one on the rewrite prompt), generalization (same on the rephrase
+prompt), locality (the locality prompt's own answer still beats the new target), the mean
+log-probability margin log P(new) − log P(true) on the rewrite prompt, and time. The
+second moments of every candidate layer are collected in one pass first.
+
+Run (writes JSON under results/layer_choice/ unless --out is given):
+
+    python -m editors.layer_sweep --model smollm2-135m --layers 2,4,6,8,10,12,15 --n 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from benchmark import io, models, settings
+from benchmark.scoring import score_targets
+from editors import stats
+from editors.base import EditRequest, apply_delta
+from editors.hparams import hparams_hash, load_hparams
+from editors.rome import ROME
+
+log = logging.getLogger(__name__)
+
+
+def _margin(lm, prompts: Sequence[str], new: Sequence[str], true: Sequence[str]) -> torch.Tensor:
+    """Mean-token log P(new) − log P(true) for each prompt."""
+    a = score_targets(lm.model, lm.tokenizer, prompts, new)
+    b = score_targets(lm.model, lm.tokenizer, prompts, true)
+    return (b.mean_nll - a.mean_nll).float()
+
+
+def score_case(lm, r: EditRequest) -> dict[str, float]:
+    rw = _margin(lm, [r.prompt], [r.target_new], [r.target_true])
+    out = {"rewrite_margin": float(rw[0]), "efficacy": float(rw[0] > 0)}
+    if r.rephrase_prompts:
+        g = _margin(lm, list(r.rephrase_prompts), [r.target_new] * len(r.rephrase_prompts),
+                    [r.target_true] * len(r.rephrase_prompts))
+        out["generalization"] = float((g > 0).float().mean())
+    if r.locality:
+        ps = [p for p, _ in r.locality]
+        loc = _margin(lm, ps, [r.target_new] * len(ps), [a for _, a in r.locality])
+        out["locality"] = float((loc < 0).float().mean())
+    return out
+
+
+def sweep(model_name: str, layers: Sequence[int], n: int, *, data_root=None, cache_root=None,
+          progress: bool = True) -> dict:
+    from tqdm.auto import tqdm
+
+    from benchmark.data import load_requests
+
+    lm = models.load(model_name, cache_dir=cache_root)
+    base = load_hparams("rome", model_name)
+    requests = load_requests("counterfact", "edit", limit=n, data_root=data_root)
+    stats.second_moments(lm, list(layers), base.stats, data_root=data_root, cache_root=cache_root,
+                         progress=progress)
+    baseline = [score_case(lm, r) for r in requests]
+    rows = []
+    for layer in layers:
+        hp = base.model_copy(update={"layer": layer})
+        editor = ROME(hp, data_root=data_root, cache_root=cache_root, progress=progress)
+        editor.prepare(lm, requests, editor.init_state(lm))
+        cases = []
+        for r in tqdm(requests, desc=f"ROME layer {layer}", disable=not progress):
+            t, c = time.perf_counter(), time.process_time()
+            delta = editor.compute(lm, [r], editor.init_state(lm))
+            secs, cpu = time.perf_counter() - t, time.process_time() - c
+            undo = apply_delta(lm.model, delta)
+            try:
+                cases.append({"case_id": r.case_id, **score_case(lm, r), "seconds": secs,
+                              "cpu_seconds": cpu, "target_steps": delta.info["target_steps"],
+                              "target_nll": delta.info["target_nll"]})
+            finally:
+                undo.revert()
+        summary = {k: sum(c[k] for c in cases if k in c) / max(1, sum(1 for c in cases if k in c))
+                   for k in ("efficacy", "generalization", "locality", "rewrite_margin", "seconds",
+                             "cpu_seconds", "target_steps")}
+        rows.append({"layer": layer, **summary, "cases": cases})
+        log.info("layer %d: %s", layer, summary)
+    return {
+        "what": "ROME layer sweep, each fact edited alone on the unedited model",
+        "model": model_name, "model_identity": lm.identity, "dataset": "counterfact easyedit edit split",
+        "n": n, "case_ids": [r.case_id for r in requests],
+        "hparams_base": base.model_dump(mode="json"), "hparams_base_sha256": hparams_hash(base),
+        "threads": torch.get_num_threads(),
+        "unedited": {k: sum(b.get(k, 0.0) for b in baseline) / len(baseline)
+                     for k in ("efficacy", "generalization", "locality", "rewrite_margin")},
+        "layers": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m editors.layer_sweep", description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--layers", required=True, help="comma-separated candidate layers")
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--out", default=None)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--cache-root", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings.apply_offline_env()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    layers = [int(x) for x in args.layers.split(",")]
+    result = sweep(args.model, layers, args.n, data_root=args.data_root, cache_root=args.cache_root)
+    out = Path(args.out) if args.out else settings.RESULTS_DIR / "layer_choice" / f"{args.model}-rome.json"
+    io.write_json(out, result)
+    for row in result["layers"]:
+        print(f"layer {row['layer']:3d}: efficacy {row['efficacy']:.2f} generalization "
+              f"{row['generalization']:.2f} locality {row['locality']:.2f} margin "
+              f"{row['rewrite_margin']:.2f} {row['seconds']:.1f}s/edit")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
