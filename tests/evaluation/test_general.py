@@ -409,6 +409,7 @@ def _seqedit(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_eval_json(cache_root):
     proc = _seqedit("eval", "--model", "tiny-gpt2", "--tasks", "known_facts,prune_nli",
                     "--limit", "3", "--json")
@@ -424,3 +425,26 @@ def test_cli_eval_unknown_task_and_bad_limit_fail_clearly():
     assert proc.returncode != 0 and "Did you mean 'known_facts'" in proc.stderr
     proc = _seqedit("eval", "--model", "tiny-gpt2", "--tasks", "known_facts", "--limit", "0")
     assert proc.returncode != 0 and "--limit must be at least 1" in proc.stderr
+
+
+# ---------------------------------------------------------------- embedded model
+@pytest.mark.embedded
+@pytest.mark.slow
+def test_prune_tasks_recomputed_smollm2(smollm2, data_root):
+    from benchmark.evaluation.general import evaluate_tasks
+
+    res = evaluate_tasks(smollm2, PRUNE_TASKS, limit=N, batch_size=8)
+    got = check_prune_results(res, data_root, N)
+    # not garbage: SmolLM2 copies some final answers out of the rationale
+    assert got["reasoning"] > 0
+
+
+@pytest.mark.embedded
+def test_chat_template_is_applied_and_recorded(smollm2):
+    from benchmark.evaluation.general import evaluate_tasks
+
+    res = evaluate_tasks(smollm2, ["known_facts"], limit=2, batch_size=2, apply_chat_template=True)
+    assert res.settings.apply_chat_template is True
+    for s in res.samples["known_facts"]:
+        context = s["arguments"][0][0]
+        assert context.startswith("<|im_start|>") and s["doc"]["prompt"] in context
