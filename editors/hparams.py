@@ -65,6 +65,9 @@ class TargetSpec(_Strict):
     v_weight_decay: float = Field(0.5, ge=0)
     kl_factor: float = Field(0.0625, ge=0)
     early_stop_loss: float = Field(0.05, ge=0)
+    #: Weight-decay term: "squared" = ‖δ‖²/‖h‖² (METHODS.md §3); "released" = ‖δ‖/‖h‖²,
+    #: what the released ROME/MEMIT code computes (much smaller, so early stop can trigger).
+    weight_decay_form: Literal["squared", "released"] = "squared"
     kl_prompt: str = "{subject} is a"
 
 

@@ -344,7 +344,10 @@ def compute_target(lm: LoadedModel, request: EditRequest, layer: int, templates:
                     # KL(current || initial), as the released code's kl_div(init, cur, log_target=True)
                     kl = torch.sum(kl_logp.exp() * (kl_logp - kl_init))
                     h_norm = state["h_init"].float().norm()
-                    wd = delta.norm() ** 2 / h_norm ** 2
+                    if spec.weight_decay_form == "squared":
+                        wd = delta.norm() ** 2 / h_norm ** 2
+                    else:
+                        wd = delta.norm() / h_norm ** 2
                     loss = nll + spec.kl_factor * kl + spec.v_weight_decay * wd
                     losses.append(float(loss.detach()))
                     nll_value = float(nll.detach())
