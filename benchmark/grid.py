@@ -71,6 +71,9 @@ class RunOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     save_every: int = Field(10, gt=0)  # also save state every K edits between checkpoints
     device: str = "cpu"
+    #: torch intra-op threads (None: torch's default). Float results can depend on it, so a
+    #: resumed run must use the same value; it is recorded in each cell's provenance.
+    threads: int | None = Field(None, gt=0)
 
 
 class Axes(BaseModel):
@@ -221,6 +224,21 @@ def _known_editing_metrics() -> list[str]:
     return []
 
 
+def _dataset_size(name: str, split: str) -> int | None:
+    """Usable records of a data set split from its manifest (None when unknown)."""
+    try:
+        from benchmark.data import get_manifest, loaders
+
+        fam = getattr(loaders, "FAMILIES", {})
+        manifest = fam.get(name, {}).get(split, name) if name in fam else name
+        m = get_manifest(manifest)
+    except Exception:  # noqa: BLE001 - an unknown size is simply not checked here
+        return None
+    if m.records is None:
+        return None
+    return m.records - len(getattr(m, "exclude_records", ()) or ())
+
+
 @dataclass(frozen=True)
 class NameCheckers:
     """Sources of valid names (injectable for tests). An empty list disables a check."""
@@ -230,6 +248,7 @@ class NameCheckers:
     datasets: Callable[[], list[str]] = _known_datasets
     tasks: Callable[[], list[str]] = _known_tasks
     editing_metrics: Callable[[], list[str]] = _known_editing_metrics
+    dataset_size: Callable[[str, str], int | None] = _dataset_size
     check_hparams: bool = True
 
 
@@ -337,6 +356,11 @@ def _check_names(path: Path, axes: Axes, prefix: str, names: NameCheckers) -> No
     known = names.datasets()
     for i, d in enumerate(axes.datasets or []):
         _check_name(path, _loc(("datasets", i, "name"), prefix), d.name, "dataset", known)
+        size = names.dataset_size(d.name, d.split)
+        if size is not None and axes.n_edits and d.offset + axes.n_edits > size:
+            raise GridError(path, f"{d.name}:{d.split} has {size} usable records; offset "
+                            f"{d.offset} + n_edits {axes.n_edits} needs more",
+                            field=_loc(("n_edits",), prefix))
     ev = axes.evaluation or EvalSpec()
     known = names.tasks()
     for i, t in enumerate(ev.tasks):

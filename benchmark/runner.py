@@ -68,8 +68,14 @@ class GridOutcome:
 def run_grid(grid: Grid, *, workdir: Path | None = None, out: Path | None = None,
              resume: bool = False, device: str | None = None, progress: bool = True,
              components: Components | None = None, hooks: Hooks | None = None,
-             publish_results: bool = True, only: list[str] | None = None) -> GridOutcome:
+             publish_results: bool = True, only: list[str] | None = None,
+             threads: int | None = None) -> GridOutcome:
     """Run every cell of ``grid`` (``only``: cell hashes or slugs to restrict to)."""
+    threads = threads or grid.run.threads
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     wd = grid_workdir(grid, workdir)
     wd.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(grid=grid.name, device=device or grid.run.device,
@@ -163,13 +169,16 @@ def publish(grid: Grid, wd: Path, out: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- planning
-#: Effective throughput assumed by the cost estimate (FLOP/s), per device kind.
-_THROUGHPUT = {"cpu": 2e10, "cuda": 1e14}
-#: Tokens processed per edited fact (templates × prompt length × optimisation steps, fwd+bwd)
-_EDIT_TOKENS = 20 * 16 * 25 * 3
-#: Tokens per evaluated item for editing metrics (prompts × targets) and for generative tasks.
-_EDIT_EVAL_TOKENS = 6 * 24
-_TASK_TOKENS = 400
+#: Cost model of the dry-run plan, calibrated on SmolLM2-135M (1.2e8 non-embedding
+#: parameters) on one CPU core of this suite's 2-core machine: about 8 s per one-fact
+#: ROME/MEMIT edit, 30 s for the smoke limits of the headline tasks (136 items), 8 s for
+#: three CounterFact metrics on 50 facts. Costs scale with the parameter count; a GPU is
+#: assumed 100x faster. An order-of-magnitude guide for planning, not a promise.
+_S_PER_PARAM_EDIT = 8.0 / 1.2e8
+_S_PER_PARAM_TASK_ITEM = 30.0 / (136 * 1.2e8)
+_S_PER_PARAM_FACT_METRIC = 8.0 / (50 * 3 * 1.2e8)
+_GPU_SPEEDUP = 100.0
+_DEFAULT_TASK_ITEMS = 300  # a task evaluated without a limit
 
 
 def model_params(name: str) -> int:
@@ -181,22 +190,25 @@ def model_params(name: str) -> int:
 
 
 def estimate_cell(spec: CellSpec, device: str = "cpu") -> dict[str, float]:
-    """A rough cost estimate of one cell in seconds (documented constants, not a promise)."""
+    """Rough cost of one cell in seconds (see the constants above)."""
     p = model_params(spec.model)
-    thr = _THROUGHPUT["cuda" if device.startswith("cuda") else "cpu"]
-    edits = spec.n_edits * _EDIT_TOKENS * 2 * p / thr
+    speed = _GPU_SPEEDUP if device.startswith("cuda") else 1.0
+    # batch editors solve once per batch but optimise one target per fact
+    edits = spec.n_edits * _S_PER_PARAM_EDIT * p
     ev = spec.evaluation
-    n_eval = len(spec.checkpoints) * len(spec.variants)
+    edited = [n for n in spec.checkpoints if n > 0]
+    n_evals = len(edited) * len(spec.variants) + (1 if 0 in spec.checkpoints else 0)
     if ev.timing == "final":
-        edit_items = spec.n_edits * len(spec.variants) + spec.n_edits
+        facts = spec.n_edits * (len(spec.variants) + (1 if 0 in spec.checkpoints else 0))
     elif ev.timing == "each":
-        edit_items = 2 * spec.n_edits
+        facts = 2 * spec.n_edits
     else:
-        edit_items = sum(spec.checkpoints) * len(spec.variants) + spec.n_edits
-    edit_items *= max(1, len(ev.editing_metrics))
-    task_items = sum(t.limit or 500 for t in ev.tasks) * n_eval
-    evaluation = (edit_items * _EDIT_EVAL_TOKENS + task_items * _TASK_TOKENS) * 2 * p / thr
-    return {"edits_s": edits, "evaluation_s": evaluation, "total_s": edits + evaluation}
+        facts = sum(edited) * len(spec.variants) + (spec.n_edits if 0 in spec.checkpoints else 0)
+    editing = facts * max(1, len(ev.editing_metrics)) * _S_PER_PARAM_FACT_METRIC * p
+    items = sum(t.limit or _DEFAULT_TASK_ITEMS for t in ev.tasks)
+    general = n_evals * items * _S_PER_PARAM_TASK_ITEM * p
+    return {"edits_s": edits / speed, "evaluation_s": (editing + general) / speed,
+            "total_s": (edits + editing + general) / speed}
 
 
 def plan(grid: Grid, device: str | None = None) -> list[dict[str, Any]]:
@@ -226,5 +238,6 @@ def format_plan(grid: Grid, rows: list[dict[str, Any]], device: str) -> str:
     total = sum(r["total_s"] for r in rows)
     calls = sum(r["editor_calls"] for r in rows)
     lines.append(f"total: {calls} editor calls, about {total / 3600:.1f} hours on {device} "
-                 "(order-of-magnitude estimate from parameter counts; see benchmark/runner.py)")
+                 "(order of magnitude, calibrated on SmolLM2 on one CPU core; see "
+                 "benchmark/runner.py)")
     return "\n".join(lines)

@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="torch device (default: the grid's, cpu)")
     p.add_argument("--cells", default=None,
                    help="comma-separated cell hashes or slugs to run (others are left as they are)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: the grid's run.threads, else torch's); "
+                        "use the same value when resuming")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
     p.set_defaults(func=_run)
@@ -55,7 +58,8 @@ def _run(args) -> int:
             settings.require_network(f"grid {grid.name!r} (its models/data come from the hub)")
     only = [c.strip() for c in args.cells.split(",")] if args.cells else None
     outcome = run_grid(grid, workdir=args.workdir, out=args.out, resume=args.resume,
-                       device=device, progress=not args.no_progress, only=only)
+                       device=device, progress=not args.no_progress, only=only,
+                       threads=args.threads)
     done = sum(s.status == "completed" for s in outcome.statuses)
     print(f"grid {grid.name}: {done} completed, {len(outcome.failed)} failed; "
           f"results in {outcome.out}")

@@ -27,6 +27,7 @@ FAKE_NAMES = NameCheckers(
     datasets=lambda: ["counterfact", "zsre", "synthetic"],
     tasks=lambda: ["fake_task", "known_facts", "wikitext_heldout"],
     editing_metrics=lambda: ["efficacy", "generalization", "locality", "fluency"],
+    dataset_size=lambda name, split: 20 if name == "zsre" else None,
     check_hparams=False,
 )
 

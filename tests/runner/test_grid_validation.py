@@ -81,6 +81,8 @@ MALFORMED = [
      "multiple of batch_size"),
     ("bad-block-field", GOOD.format(name="g") + "blocks:\n  - {editors: [rome], seeds: [-1]}\n",
      "blocks[0].seeds[0]", "greater than or equal"),
+    ("dataset-too-small", _replace("name: counterfact, split: edit", "name: zsre, offset: 15"),
+     "n_edits", "usable records"),
     ("hparams-for-absent-editor", GOOD.format(name="g") + "hparams: {memit: {layers: [1]}}\n",
      "hparams.memit", "not in editors"),
 ]
