@@ -35,6 +35,7 @@ class EditorBundle:
     editor: Any
     hparams: dict[str, Any]
     hparams_hash: str | None
+    stats_keys: tuple[dict[str, Any], ...] = ()
 
 
 # ------------------------------------------------------------------ default adapters
@@ -76,7 +77,23 @@ def default_create_editor(method: str, loaded, overrides: Mapping[str, Any], *,
 
     hp = load_hparams(method, loaded.entry.name, dict(overrides) or None)
     editor = editors.create_editor(method, loaded, hp, progress=progress)
-    return EditorBundle(editor, hp.model_dump(mode="json"), hparams_hash(hp))
+    return EditorBundle(editor, hp.model_dump(mode="json"), hparams_hash(hp),
+                        _stats_keys(loaded, hp))
+
+
+def _stats_keys(loaded, hp) -> tuple[dict[str, Any], ...]:
+    """The layer-statistics cache keys (every input of each C0) the editor reads."""
+    from benchmark import io
+    from editors.stats import stats_key
+
+    layers = getattr(hp, "layers", None) or [getattr(hp, "layer", None)]
+    out = []
+    for layer in layers:
+        if layer is None or getattr(hp, "stats", None) is None:
+            continue
+        key = stats_key(loaded, int(layer), hp.stats)
+        out.append({"layer": int(layer), "sha256": io.sha256_json(key), "key": key})
+    return tuple(out)
 
 
 def default_evaluate_editing(loaded, requests: Sequence, metrics: Sequence[str],

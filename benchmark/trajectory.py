@@ -563,6 +563,8 @@ def _evaluate_checkpoint(run: _Run, n: int) -> list[Record]:
 
 # --------------------------------------------------------------------------- finish
 def _stats_keys(run: _Run) -> list[Any]:
+    if run.bundle is not None and run.bundle.stats_keys:
+        return list(run.bundle.stats_keys)
     for attr in ("stats_cache_keys", "cache_keys", "stats_keys"):
         val = getattr(run.editor, attr, None)
         if callable(val):
