@@ -30,3 +30,21 @@ def test_hparams_file_is_valid_for_its_model(method, model):
         assert hp.alpha < hp.upper_bound
     if method == "alphaedit":
         assert hp.L2 > 0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_committed_tiny_settings_edit_through_the_registry(method, tmp_path):
+    import torch
+
+    from benchmark import models
+    from editors import create_editor
+    from tests.editors.test_memit import REQUESTS
+
+    lm = models.load("tiny-gpt2")
+    editor = create_editor(method, lm, cache_root=tmp_path, progress=False)
+    assert editor.name == method
+    state = editor.init_state(lm)
+    editor.prepare(lm, REQUESTS[:2], state)
+    delta = editor.compute(lm, REQUESTS[:2], state)
+    assert sorted(delta.matrices) == sorted(lm.arch.down_name(layer) for layer in editor.hparams.layers)
+    assert all(torch.isfinite(md.to_dense()).all() for md in delta.matrices.values())
