@@ -15,7 +15,7 @@ FILES = sorted((m, p.stem) for m in METHODS for p in (HPARAMS_DIR / m).glob("*.y
 def test_every_batch_method_has_the_embedded_and_paper_models():
     have = set(FILES)
     for method in METHODS:
-        for model in ("smollm2-135m", "gpt2-xl", "gpt-j-6b", "llama3-8b-instruct"):
+        for model in ("smollm2-135m", "gemma3-270m", "gpt2-xl", "gpt-j-6b", "llama3-8b-instruct"):
             assert (method, model) in have, f"missing editors/hparams/{method}/{model}.yaml"
 
 
