@@ -301,6 +301,7 @@ def _save_state(run: _Run) -> None:
             "each": [{k: v.to_dict() for k, v in d.items()} for d in run.each],
             "wall": dict(run.wall),
             "sessions": run.sessions,
+            "torch_threads": torch.get_num_threads(),
         }
         with io.atomic_path(run.paths.state) as tmp:
             torch.save(blob, tmp)
@@ -313,6 +314,11 @@ def _load_state(run: _Run) -> None:
     if blob.get("format") != STATE_FORMAT or blob.get("spec_hash") != run.spec.spec_hash():
         raise RuntimeError(f"{run.paths.state}: saved state belongs to another spec or format; "
                            "delete the cell folder or run without --resume")
+    threads = blob.get("torch_threads")
+    if threads is not None and threads != torch.get_num_threads():
+        log.warning("%s was saved with %d torch threads, resuming with %d: float results may "
+                    "differ from an uninterrupted run (pass --threads %d)", run.paths.state,
+                    threads, torch.get_num_threads(), threads)
     run.state.load_state_dict(blob["editor_state"])
     run.layouts = dict(blob["layouts"])
     with torch.no_grad():
