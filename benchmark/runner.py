@@ -71,11 +71,22 @@ def run_grid(grid: Grid, *, workdir: Path | None = None, out: Path | None = None
              publish_results: bool = True, only: list[str] | None = None,
              threads: int | None = None) -> GridOutcome:
     """Run every cell of ``grid`` (``only``: cell hashes or slugs to restrict to)."""
+    import torch
+
+    threads_before = torch.get_num_threads()
     threads = threads or grid.run.threads
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
+    try:
+        return _run_grid(grid, workdir=workdir, out=out, resume=resume, device=device,
+                         progress=progress, components=components, hooks=hooks,
+                         publish_results=publish_results, only=only)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run_grid(grid: Grid, *, workdir, out, resume, device, progress, components, hooks,
+              publish_results, only) -> GridOutcome:
     wd = grid_workdir(grid, workdir)
     wd.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(grid=grid.name, device=device or grid.run.device,

@@ -1,0 +1,24 @@
+"""What `nox -s regression` checks: a fresh run of the `ci` grid against the committed
+results/v1/ci, within the tolerances of benchmark/grids/tolerances.yaml."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark import SUITE_VERSION, settings
+from benchmark.compare import compare, has_regression
+from benchmark.grid import load_grid
+from benchmark.runner import run_grid
+
+pytestmark = pytest.mark.slow
+
+
+def test_ci_grid_reproduces_committed_results(tmp_path):
+    committed = settings.RESULTS_DIR / SUITE_VERSION / "ci"
+    assert (committed / "records.jsonl").is_file()
+    outcome = run_grid(load_grid("ci"), workdir=tmp_path / "wd", out=tmp_path / "ci",
+                       progress=False)
+    assert not outcome.failed, [s.reason for s in outcome.failed]
+    diffs, text = compare(committed, tmp_path / "ci")
+    assert not has_regression(diffs), text
+    assert not [d for d in diffs if d.status == "added"], text
