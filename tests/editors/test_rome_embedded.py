@@ -10,10 +10,9 @@ pytestmark = [pytest.mark.embedded, pytest.mark.slow]
 def test_rome_writes_counterfact_facts_on_smollm2(smollm2):
     from benchmark.data import load_requests
     from editors import create_editor
-    from editors.trajectory import new_beats_true, run_sequence
+    from editors.trajectory import run_sequence
 
     requests = load_requests("counterfact", "edit", limit=2)
-    assert not any(new_beats_true(smollm2, requests)), "the unedited model prefers the true facts"
     original = {n: p.detach().clone() for n, p in smollm2.model.named_parameters()}
     try:
         res = run_sequence(smollm2, create_editor("rome", smollm2, progress=False), requests,
