@@ -8,7 +8,8 @@ and writes ``results/baselines/baselines.{md,csv,json}``.
 Decision rule (one-sided, alpha = 0.01), by task kind:
 - choice: exact binomial test of the number correct against p0 = max(1/k, share of the
   majority class among the evaluated items) -- the better of guessing and always
-  answering the majority label. For the AlphaEdit sets the test uses accuracy (their
+  answering the majority label (known_facts: p0 = 1/2, its gold is always the first
+  choice, which is not a label a model could learn to prefer). For the AlphaEdit sets the test uses accuracy (their
   headline metric is weighted F1, reported alongside).
 - binary (0/1 generative scores: substring, exact match): exact binomial test against
   p0 = 0.02, a floor a broken model does not reach (random tiny models score 0).
@@ -115,7 +116,9 @@ def _gold_of(info: TaskInfo, s: dict) -> object:
 def decide(info: TaskInfo, item: dict) -> dict:
     """{above_chance, p_value, reference, test} for one task's per-item summary."""
     if info.kind == "choice":
-        p0 = max(1 / (info.n_choices or 2), item["majority_share"])
+        p0 = 1 / (info.n_choices or 2)
+        if info.majority_baseline:
+            p0 = max(p0, item["majority_share"])
         p = binom_sf(item["correct"], item["n"], p0)
         return {"above_chance": p < ALPHA, "p_value": p, "reference": p0,
                 "test": f"binomial vs max(1/k, majority) = {p0:.3f}"}
@@ -143,7 +146,8 @@ def scaled_limit(name: str, scale: float) -> int:
     return base if name == "known_facts" else max(10, round(base * scale))
 
 
-def run_model(model: str, tasks: list[str] | None = None, scale: float = 1.0) -> Path:
+def run_model(model: str, tasks: list[str] | None = None, scale: float = 1.0,
+              resume: bool = False) -> Path:
     from benchmark import models
 
     names = tasks or TASKS.names()
@@ -154,6 +158,9 @@ def run_model(model: str, tasks: list[str] | None = None, scale: float = 1.0) ->
         out = json.loads(path.read_text())
     for name in names:  # one task at a time so a partial run keeps what it finished
         info = TASKS.get(name)
+        done = out["tasks"].get(name)
+        if resume and done and done.get("limit_scale", 1.0) == scale:
+            continue
         t0 = time.perf_counter()
         res = evaluate_tasks(lm, [name], limit=scaled_limit(name, scale), batch_size=BATCH_SIZE)
         out["tasks"][name] = {
@@ -251,13 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("model")
     r.add_argument("--tasks", default=None)
     r.add_argument("--scale", type=float, default=1.0, help="multiply BASELINE_LIMITS")
+    r.add_argument("--resume", action="store_true", help="skip tasks already in the file")
     t = sub.add_parser("table")
     t.add_argument("models", nargs="+")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     settings.apply_offline_env()
     if args.cmd == "run":
-        run_model(args.model, args.tasks.split(",") if args.tasks else None, args.scale)
+        run_model(args.model, args.tasks.split(",") if args.tasks else None, args.scale,
+                  args.resume)
     else:
         write_table(args.models)
     return 0

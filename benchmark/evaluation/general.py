@@ -52,6 +52,9 @@ class TaskInfo:
     data: tuple[str, ...] = ()  # data-set names (benchmark.data) the task reads
     n_choices: int | None = None  # for kind "choice"
     default_n: int | None = None  # documents in the task (None: the whole file)
+    #: chance = max(1/k, majority-label share): False where the gold index is not a label
+    #: a model could always answer (known_facts: the true object is always choice 0)
+    majority_baseline: bool = True
 
     @property
     def yaml_path(self) -> Path:
@@ -101,7 +104,7 @@ _task("wikitext_heldout", "signal", "perplexity", "word_perplexity",
       "word perplexity on paragraphs of the second half of WikiText-2 test", ("wikitext2-test",))
 _task("known_facts", "signal", "choice", "acc",
       "80 well-known facts: true object out-scores a false one (and the mean margin)", (),
-      n_choices=2)
+      n_choices=2, majority_baseline=False)
 
 #: Tasks the small-model smoke grid headlines: unedited smollm2-135m and gemma3-270m are
 #: above chance on them (results/baselines/README.md says how that was decided).
