@@ -74,6 +74,8 @@ class RunOptions(BaseModel):
     #: torch intra-op threads (None: torch's default). Float results can depend on it, so a
     #: resumed run must use the same value; it is recorded in each cell's provenance.
     threads: int | None = Field(None, gt=0)
+    #: cells run in this many processes at once (each with ``threads`` threads, default 1)
+    jobs: int = Field(1, gt=0)
 
 
 class Axes(BaseModel):

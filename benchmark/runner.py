@@ -69,8 +69,11 @@ def run_grid(grid: Grid, *, workdir: Path | None = None, out: Path | None = None
              resume: bool = False, device: str | None = None, progress: bool = True,
              components: Components | None = None, hooks: Hooks | None = None,
              publish_results: bool = True, only: list[str] | None = None,
-             threads: int | None = None) -> GridOutcome:
-    """Run every cell of ``grid`` (``only``: cell hashes or slugs to restrict to)."""
+             threads: int | None = None, jobs: int | None = None) -> GridOutcome:
+    """Run every cell of ``grid`` (``only``: cell hashes or slugs to restrict to).
+
+    ``jobs`` > 1 runs cells in that many spawned processes (``threads`` torch threads each,
+    default 1); the records do not depend on it."""
     import torch
 
     threads_before = torch.get_num_threads()
@@ -80,13 +83,14 @@ def run_grid(grid: Grid, *, workdir: Path | None = None, out: Path | None = None
     try:
         return _run_grid(grid, workdir=workdir, out=out, resume=resume, device=device,
                          progress=progress, components=components, hooks=hooks,
-                         publish_results=publish_results, only=only)
+                         publish_results=publish_results, only=only,
+                         jobs=jobs or grid.run.jobs, threads=threads)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _run_grid(grid: Grid, *, workdir, out, resume, device, progress, components, hooks,
-              publish_results, only) -> GridOutcome:
+              publish_results, only, jobs, threads) -> GridOutcome:
     wd = grid_workdir(grid, workdir)
     wd.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(grid=grid.name, device=device or grid.run.device,
@@ -99,29 +103,78 @@ def _run_grid(grid: Grid, *, workdir, out, resume, device, progress, components,
     io.write_text(wd / "grid.yaml", grid.source_text)
     cells = [c for c in grid.cells if not only or c.short_hash in only or c.slug in only]
     ctx.event("-", "grid_start", cells=len(cells), resume=resume)
-    statuses: list[CellStatus] = []
-    bar = tqdm(cells, desc=f"grid {grid.name}", unit="cell", disable=not progress)
-    for spec in bar:
-        bar.set_postfix_str(spec.slug)
-        cell_dir = wd / spec.folder
-        try:
-            outcome = run_cell(spec, cell_dir, ctx, components, hooks)
-            statuses.append(_status(spec, "completed"))
-            if outcome == "skipped":
-                ctx.event(spec.short_hash, "skipped_completed")
-        except Exception as exc:  # noqa: BLE001 - any cell failure is recorded, the grid goes on
-            reason = record_failure(cell_dir, exc)
-            log.error("cell %s failed: %s", spec.folder, reason)
-            ctx.event(spec.short_hash, "failed", reason=reason)
-            statuses.append(_status(spec, "failed", reason))
-        finally:
-            gc.collect()
-    bar.close()
+    if jobs > 1 and len(cells) > 1:
+        if components is not None or hooks is not None:
+            raise ValueError("parallel cells (jobs > 1) run the default components only")
+        statuses = _run_parallel(cells, wd, ctx, jobs, threads, progress)
+    else:
+        statuses = [_run_one(spec, wd, ctx, components, hooks) for spec in
+                    tqdm(cells, desc=f"grid {grid.name}", unit="cell", disable=not progress)]
     ctx.event("-", "grid_end", failed=sum(s.status == "failed" for s in statuses))
     published = None
     if publish_results:
         published = publish(grid, wd, out or default_out(grid))
     return GridOutcome(statuses, published)
+
+
+def _run_one(spec: CellSpec, wd: Path, ctx: RunContext, components: Components | None,
+             hooks: Hooks | None) -> CellStatus:
+    """Run one cell; any failure is recorded (failed.json, progress event) and returned."""
+    cell_dir = wd / spec.folder
+    try:
+        outcome = run_cell(spec, cell_dir, ctx, components, hooks)
+        if outcome == "skipped":
+            ctx.event(spec.short_hash, "skipped_completed")
+        return _status(spec, "completed")
+    except Exception as exc:  # noqa: BLE001 - any cell failure is recorded, the grid goes on
+        reason = record_failure(cell_dir, exc)
+        log.error("cell %s failed: %s", spec.folder, reason)
+        ctx.event(spec.short_hash, "failed", reason=reason)
+        return _status(spec, "failed", reason)
+    finally:
+        gc.collect()
+
+
+def _worker(spec_json: str, wd: str, ctx: RunContext, threads: int | None) -> dict:
+    """Entry point of a parallel cell (a fresh spawned process)."""
+    import torch
+
+    from benchmark.settings import apply_offline_env
+
+    apply_offline_env()
+    torch.set_num_threads(threads or 1)
+    spec = CellSpec.model_validate_json(spec_json)
+    return _run_one(spec, Path(wd), ctx, None, None).model_dump(mode="json")
+
+
+def _run_parallel(cells: list[CellSpec], wd: Path, ctx: RunContext, jobs: int,
+                  threads: int | None, progress: bool) -> list[CellStatus]:
+    """Cells in ``jobs`` spawned processes (``threads`` torch threads each, default 1).
+    Each cell's records do not depend on which process ran it."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from dataclasses import replace
+
+    worker_ctx = replace(ctx, progress=False)
+    results: dict[str, CellStatus] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_worker, spec.model_dump_json(), str(wd), worker_ctx, threads): spec
+                   for spec in cells}
+        bar = tqdm(total=len(cells), desc=f"cells ({jobs} processes)", unit="cell",
+                   disable=not progress)
+        from concurrent.futures import as_completed
+
+        for fut in as_completed(futures):
+            spec = futures[fut]
+            try:
+                results[spec.short_hash] = CellStatus.model_validate(fut.result())
+            except Exception as exc:  # noqa: BLE001 - a crashed worker (killed, OOM) fails its cell
+                reason = record_failure(wd / spec.folder, exc)
+                ctx.event(spec.short_hash, "failed", reason=reason)
+                results[spec.short_hash] = _status(spec, "failed", reason)
+            bar.update(1)
+        bar.close()
+    return [results[c.short_hash] for c in cells]
 
 
 def _status(spec: CellSpec, status: str, reason: str | None = None) -> CellStatus:

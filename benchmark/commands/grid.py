@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: the grid's run.threads, else torch's); "
                         "use the same value when resuming")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="run this many cells at once in separate processes (default: the grid's "
+                        "run.jobs, 1); each uses --threads threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
     p.set_defaults(func=_run)
@@ -59,7 +62,7 @@ def _run(args) -> int:
     only = [c.strip() for c in args.cells.split(",")] if args.cells else None
     outcome = run_grid(grid, workdir=args.workdir, out=args.out, resume=args.resume,
                        device=device, progress=not args.no_progress, only=only,
-                       threads=args.threads)
+                       threads=args.threads, jobs=args.jobs)
     done = sum(s.status == "completed" for s in outcome.statuses)
     print(f"grid {grid.name}: {done} completed, {len(outcome.failed)} failed; "
           f"results in {outcome.out}")

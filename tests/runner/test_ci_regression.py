@@ -13,11 +13,13 @@ from benchmark.runner import run_grid
 pytestmark = pytest.mark.slow
 
 
-def test_ci_grid_reproduces_committed_results(tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ci_grid_reproduces_committed_results(tmp_path, jobs):
+    """Serially and with cells in two processes (records must not depend on it)."""
     committed = settings.RESULTS_DIR / SUITE_VERSION / "ci"
     assert (committed / "records.jsonl").is_file()
     outcome = run_grid(load_grid("ci"), workdir=tmp_path / "wd", out=tmp_path / "ci",
-                       progress=False)
+                       progress=False, jobs=jobs)
     assert not outcome.failed, [s.reason for s in outcome.failed]
     diffs, text = compare(committed, tmp_path / "ci")
     assert not has_regression(diffs), text
