@@ -219,6 +219,7 @@ class _Run:
     wall: dict[str, float] = field(default_factory=dict)
     sessions: int = 1
     task_hashes: dict[str, str] = field(default_factory=dict)  # general task -> items hash
+    git_sha: str | None = None
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -255,6 +256,9 @@ def run_cell(spec: CellSpec, cell_dir: Path, ctx: RunContext, comps: Components 
         paths.failed.unlink()
     io.write_json(paths.spec, spec.canonical())
     run = _Run(spec, ctx, comps or Components(), hooks or Hooks(), paths)
+    from benchmark.results import git_info
+
+    run.git_sha = git_info().get("sha")
     _start(run)
     _trajectory(run)
     _finish(run)
@@ -302,6 +306,7 @@ def _save_state(run: _Run) -> None:
             "wall": dict(run.wall),
             "sessions": run.sessions,
             "torch_threads": torch.get_num_threads(),
+            "git_sha": run.git_sha,
         }
         with io.atomic_path(run.paths.state) as tmp:
             torch.save(blob, tmp)
@@ -314,6 +319,9 @@ def _load_state(run: _Run) -> None:
     if blob.get("format") != STATE_FORMAT or blob.get("spec_hash") != run.spec.spec_hash():
         raise RuntimeError(f"{run.paths.state}: saved state belongs to another spec or format; "
                            "delete the cell folder or run without --resume")
+    if blob.get("git_sha") != run.git_sha:
+        log.warning("%s was saved by code at git %s, resuming with %s: the records may mix "
+                    "two code versions", run.paths.state, blob.get("git_sha"), run.git_sha)
     threads = blob.get("torch_threads")
     if threads is not None and threads != torch.get_num_threads():
         log.warning("%s was saved with %d torch threads, resuming with %d: float results may "
