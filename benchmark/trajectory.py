@@ -25,6 +25,7 @@ uninterrupted run's.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -450,16 +451,22 @@ def _evaluate_each(run: _Run, batch: Sequence) -> None:
 
 
 def _cached(run: _Run, kind: str, key: dict, compute) -> dict:
-    """Unedited-model evaluations are shared by every cell of a grid through a small cache."""
+    """Unedited-model evaluations are shared by every cell of a grid through a small cache
+    (a file lock makes parallel cells wait for one computation instead of repeating it)."""
     if run.ctx.baseline_dir is None:
         return compute()
     path = run.ctx.baseline_dir / f"{kind}-{io.sha256_json(key)[:24]}.json"
-    if path.is_file():
-        raw = json.loads(path.read_text())
-        return _decode_metrics(raw)
-    out = compute()
-    io.write_json(path, {"key": key, "metrics": _encode_metrics(out)})
-    return out
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if path.is_file():
+                return _decode_metrics(json.loads(path.read_text()))
+            out = compute()
+            io.write_json(path, {"key": key, "metrics": _encode_metrics(out)})
+            return out
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _encode_metrics(m: dict) -> dict:
