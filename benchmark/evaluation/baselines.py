@@ -227,7 +227,7 @@ def write_table(models: list[str]) -> None:
     for r in table["rows"]:
         w.writerow([r[c] for c in cols])
     io.write_text(BASELINE_DIR / "baselines.csv", buf.getvalue())
-    lines = ["| task | family | metric | " + " | ".join(models) + " | reference (test) |",
+    lines = ["| task | family | metric | " + " | ".join(models) + " | test |",
              "|---|---|---|" + "---|" * len(models) + "---|"]
     by = {(r["model"], r["task"]): r for r in table["rows"]}
     for name in TASKS.names():
@@ -239,9 +239,11 @@ def write_table(models: list[str]) -> None:
                 cells.append("-")
                 continue
             mark = " **↑**" if r["above_chance"] else ""
-            p = "" if r["p_value"] is None else f" (p={r['p_value']:.2g})"
-            cells.append(f"{_fmt(r['value'])}{mark}{p} n={r['n']}")
-            ref = r["test"]
+            p = "" if r["p_value"] is None else f" (p={r['p_value']:.2g}"
+            p += "" if r["reference"] is None else f", ref {r['reference']:.3g})"
+            cells.append(f"{_fmt(r['value'])}{mark}{p}, n={r['n']}")
+            ref = r["test"].split(" = ")[0].split(" vs floor")[0] + (
+                " vs floor" if "floor" in r["test"] else "")
         info = TASKS.get(name)
         lines.append(f"| {name} | {info.family} | {info.primary_metric} | " + " | ".join(cells)
                      + f" | {ref} |")
