@@ -28,6 +28,17 @@ log = logging.getLogger(__name__)
 SPECTRUM_PLOTS = {"kappa_w": "κ(W) (largest over edited matrices)",
                   "sigma_max_w": "σ_max(W) (largest over edited matrices)"}
 _STYLES = {"none": "-", "prune": "--"}
+#: units of the editing metrics (benchmark.evaluation.editing reports them x100)
+_PERCENT = {"efficacy", "generalization", "locality", "zsre_efficacy", "zsre_generalization",
+            "zsre_locality", "mquake_multihop"}
+
+
+def _editing_label(metric: str) -> str:
+    if metric in _PERCENT:
+        return f"{metric} (%)"
+    if metric.endswith("_magnitude"):
+        return f"{metric} (percentage points)"
+    return metric
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 
 
@@ -99,7 +110,7 @@ def _plot(path: Path, title: str, ylabel: str, records: Sequence[Record], spectr
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if spectrum and ax.get_ylim()[0] > 0 and ax.get_ylim()[1] / ax.get_ylim()[0] > 50:
             ax.set_yscale("log")
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="best", handlelength=3.5)
     fig.suptitle(textwrap.fill(title, width=int(70 * len(editors))), fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +139,7 @@ def write_plots(directory: Path, records: Sequence[Record]) -> list[Path]:
             title = f"{model} · {dataset}: {ylabel} vs number of edits"
         else:
             name = f"{model}__{dataset}__{kind}__{task}__{metric}.png"
-            ylabel = metric if kind == "editing" else f"{task}: {metric}"
+            ylabel = _editing_label(metric) if kind == "editing" else f"{task}: {metric}"
             title = f"{model} · {dataset}: {kind} {task} {metric} vs number of edits"
         path = plots / _safe(name)
         _plot(path, title, ylabel, recs, kind == "spectrum")

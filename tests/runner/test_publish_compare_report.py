@@ -98,19 +98,19 @@ def _worsen(published, tmp_path, metric: str, by: float):
 
 
 def test_compare_names_worsened_headline_metric(published, tmp_path, capsys):
-    new = _worsen(published, tmp_path, "efficacy", 0.5)  # fake efficacy lies in [0, 1]
+    new = _worsen(published, tmp_path, "efficacy", 50.0)  # percent; tolerance 13 points
     assert main(["compare", str(published), str(new)]) == 1
     out = capsys.readouterr().out
     assert "REGRESSIONS" in out and "editing/synthetic/efficacy" in out
 
 
 def test_compare_within_tolerance_passes(published, tmp_path):
-    new = _worsen(published, tmp_path, "efficacy", 0.01)  # tolerance 0.13
+    new = _worsen(published, tmp_path, "efficacy", 1.0)  # tolerance 13 points
     assert main(["compare", str(published), str(new)]) == 0
 
 
 def test_compare_improvement_is_not_a_regression(published, tmp_path):
-    new = _worsen(published, tmp_path, "efficacy", -0.5)
+    new = _worsen(published, tmp_path, "efficacy", -50.0)
     assert main(["compare", str(published), str(new)]) == 0
 
 
