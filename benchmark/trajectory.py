@@ -249,6 +249,12 @@ def run_cell(spec: CellSpec, cell_dir: Path, ctx: RunContext, comps: Components 
     """
     paths = CellPaths(Path(cell_dir))
     if paths.done.is_file() and ctx.resume:
+        from benchmark.results import git_info
+
+        made_by, now = json.loads(paths.done.read_text()).get("git_sha"), git_info().get("sha")
+        if made_by != now:
+            log.warning("%s: completed by code at git %s, now %s; kept (--resume). Rerun "
+                        "without --resume to recompute it", paths.root.name, made_by, now)
         return "skipped"
     if not ctx.resume and paths.root.exists():
         shutil.rmtree(paths.root)
@@ -619,6 +625,7 @@ def _finish(run: _Run) -> None:
     )
     io.write_json(run.paths.provenance, prov.model_dump(mode="json"))
     io.write_json(run.paths.done, {"status": "completed", "records": len(records),
+                                   "git_sha": run.git_sha,
                                    "records_sha256": io.sha256_json([r.model_dump(mode="json")
                                                                      for r in records])})
     if run.paths.state.is_file():
