@@ -77,10 +77,15 @@ def _install(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit, parity, smoke tests and benchmarks-as-tests (not the slow ones)."""
+    """Unit, parity, smoke tests and benchmarks-as-tests (not the slow ones), then the
+    regression check of the `ci` grid against its committed results (about a minute).
+    With arguments (``nox -s tests -- ARGS``) only ``pytest ARGS`` runs."""
     _install(session)
-    args = session.posargs or ["-m", "not slow", "--benchmark-disable", "-q"]
-    session.run("pytest", *args, env=_env(session))
+    if session.posargs:
+        session.run("pytest", *session.posargs, env=_env(session))
+        return
+    session.run("pytest", "-m", "not slow", "--benchmark-disable", "-q", env=_env(session))
+    _regression(session)
 
 
 @nox.session
@@ -121,6 +126,10 @@ def grid(session: nox.Session) -> None:
 def regression(session: nox.Session) -> None:
     """Run the `ci` grid fresh and compare it with its committed results."""
     _install(session)
+    _regression(session)
+
+
+def _regression(session: nox.Session) -> None:
     env = _env(session)
     tmp = Path(session.create_tmp())
     out, work = tmp / "regression-out", tmp / "regression-work"
