@@ -119,8 +119,10 @@ class AlphaEditHparams(MEMITHparams):
     method: Literal["alphaedit"] = "alphaedit"
     #: eigenvalue threshold for the null space of C0 (released 2e-2, paper 1e-2)
     nullspace_threshold: float = Field(2e-2, gt=0)
-    #: "absolute": eigenvalue < threshold; "relative": eigenvalue < threshold * max eigenvalue
-    nullspace_threshold_kind: Literal["absolute", "relative"] = "absolute"
+    #: "absolute": eigenvalue < threshold; "relative": eigenvalue < threshold * max eigenvalue;
+    #: "energy": the null space holds at most this share of the total eigenvalue energy
+    #: (scale-free; never leaves P = 0, see editors.solvers.NullSpaceThreshold)
+    nullspace_threshold_kind: Literal["absolute", "relative", "energy"] = "absolute"
     #: β in (K_p K_pᵀ P + K₁K₁ᵀ P + β I)⁻¹ (released 10, paper 1)
     L2: float = Field(10.0, ge=0)
     mom2_update_weight: float = 1.0  # unused by AlphaEdit's system; kept for MEMIT parity

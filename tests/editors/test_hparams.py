@@ -60,3 +60,15 @@ def test_overrides_nested_and_dotted_and_hash():
 def test_memit_layers_must_ascend():
     with pytest.raises(DataError, match="ascending"):
         H.parse_hparams("memit", {"source": "x", "layers": [5, 4], "mom2_update_weight": 1.0})
+
+
+def test_alphaedit_energy_threshold_reaches_the_solver():
+    """The scale-free 'energy' null-space threshold is a valid hparam and is what the
+    AlphaEdit editor hands to the solver."""
+    from editors import alphaedit, solvers
+    from editors.hparams import load_hparams
+
+    hp = load_hparams("alphaedit", "tiny-llama",
+                      {"nullspace_threshold_kind": "energy", "nullspace_threshold": 0.01})
+    got = alphaedit.threshold_of(hp)
+    assert got == solvers.NullSpaceThreshold("energy", 0.01)
