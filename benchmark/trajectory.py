@@ -567,17 +567,23 @@ def _evaluate_checkpoint(run: _Run, n: int) -> list[Record]:
                 records += [r.model_copy(update={"variant": variant.label}) for r in base]
                 continue
             restrainer = run.comps.restrainer(variant)
-            deltas: dict[str, Update] = {}
+            with torch.no_grad():
+                deltas = {name: restrainer.for_evaluation(run.w0_out_in(name), run.acc[name], name)
+                          for name in run.w0 if name in run.acc}
+            if base and all(deltas[name] is run.acc[name] for name in deltas):
+                # The restraint is the identity here (PRUNE: no singular value of the
+                # accumulated update reaches sigma_max(W0)), so this variant's model is the
+                # unrestrained one: its records are those of "none", not a re-evaluation.
+                run.ctx.event(run.spec.short_hash, "variant_identity", n_edits=n,
+                              variant=variant.label)
+                records += [r.model_copy(update={"variant": variant.label}) for r in base]
+                continue
             try:
                 with torch.no_grad():
-                    for name in run.w0:
-                        if name not in run.acc:
-                            continue
-                        w0 = run.w0_out_in(name)
-                        r = restrainer.for_evaluation(w0, run.acc[name], name)
-                        deltas[name] = r
+                    for name, r in deltas.items():
                         param = run.weight(name)
-                        param.copy_(from_out_in(w0 + to_dense(r).to(param.dtype), run.layouts[name]))
+                        param.copy_(from_out_in(run.w0_out_in(name) + to_dense(r).to(param.dtype),
+                                                run.layouts[name]))
                 records += _evaluate_model(run, n, variant.label, deltas)
             finally:
                 with torch.no_grad():

@@ -37,6 +37,14 @@ def test_smoke_grid_meets_the_issue():
     assert not grid.requires.network
 
 
+def test_smoke_grid_evaluates_the_headline_tasks_at_smoke_limits():
+    from benchmark.evaluation.general import HEADLINE_TASKS, SMOKE_LIMITS
+
+    for c in load_grid("smoke").cells:
+        assert {t.name: t.limit for t in c.evaluation.tasks} == \
+            {name: SMOKE_LIMITS[name] for name in HEADLINE_TASKS}
+
+
 def test_paper_and_alphaedit_need_network_and_gpu():
     for name in ("paper", "alphaedit"):
         grid = load_grid(name)

@@ -7,6 +7,7 @@ RECT are checked against direct numpy statements of METHODS.md §1-2.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -194,6 +195,46 @@ def test_unedited_checkpoint_identical_across_variants(tmp_path, grid_factory):
         if r.n_edits == 0:
             at0.setdefault((r.trajectory, r.kind, r.task, r.metric), {})[r.variant] = r.value
     assert at0 and all(v["none"] == v["prune-e"] for v in at0.values())
+
+
+@pytest.mark.parametrize("scale,active", [(1e-4, False), (5.0, True)])
+def test_inactive_prune_variant_reuses_unrestrained_records(tmp_path, grid_factory, scale, active):
+    """PRUNE that leaves every singular value alone is the identity: the variant's model is
+    the unrestrained one, so its records are copied instead of evaluated again. Whether
+    PRUNE is active is decided here independently, with numpy (σ_max of the accumulated
+    rank-1 updates against σ_max of W0)."""
+    grid = grid_factory(trajectories="[none]", checkpoints="[0, 3, 6]")
+    calls = []
+    base_comps, _ = make_components(FakeEditor(scale=scale))
+
+    def counting_tasks(loaded, tasks, batch_size, chat_template=False):
+        calls.append(1)
+        return base_comps.evaluate_tasks(loaded, tasks, batch_size, chat_template)
+
+    comps = dataclasses.replace(base_comps, evaluate_tasks=counting_tasks)
+    _run(grid, tmp_path, comps)
+    recs = _records(grid, tmp_path)
+    # PRUNE acts at a checkpoint iff σ_max(ΔW) ≥ m = σ_max(W0) (METHODS.md §1); m here
+    # from numpy on the unedited weight, σ_max(ΔW) from the "none" spectrum records
+    from benchmark import models
+
+    loaded = models.load("tiny-llama")
+    w0 = loaded.model.get_submodule(loaded.arch.down_name(1)).weight.detach().double().numpy()
+    m = np.linalg.svd(w0, compute_uv=False)[0]
+    acts = [next(r.value for r in recs if r.n_edits == n and r.variant == "none"
+                 and r.kind == "spectrum" and r.metric == "sigma_max_dw") >= m for n in (3, 6)]
+    assert acts == [active, active]
+    by = {}
+    for r in recs:
+        by.setdefault((r.n_edits, r.kind, r.task, r.metric), {})[r.variant] = r.value
+    edited = {k: v for k, v in by.items() if k[0] > 0 and k[1] == "general"}
+    assert edited
+    if active:
+        assert any(v["none"] != v["prune-e"] for v in edited.values())
+        assert len(calls) == 1 + 2 * 2  # unedited once, then none and prune at 3 and 6
+    else:
+        assert all(v["none"] == v["prune-e"] for v in by.values())
+        assert len(calls) == 1 + 2  # unedited once, then none only at 3 and 6
 
 
 def _np_prune(w0: np.ndarray, dw: np.ndarray) -> np.ndarray:
