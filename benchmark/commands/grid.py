@@ -27,7 +27,8 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="run this many cells at once in separate processes (default: the grid's "
                         "run.jobs, 1); each uses --threads threads (default 1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars of the suite (lm-eval's own request bars: "
+                        "set TQDM_DISABLE=1 in the environment)")
     p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
     p.set_defaults(func=_run)
 
