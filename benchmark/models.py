@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -427,13 +428,16 @@ def _load_embedded(entry: ModelEntry, src: EmbeddedSource, cache: Path) -> Loade
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = embedded_gguf_path(src, cache)
-    gguf_sha = io.sha256_file(gguf)
-    target = converted_cache_dir(entry, gguf_sha, cache)
-    if not _verify_converted(target):
-        if target.exists():
-            log.warning("converted-model cache %s is corrupt or partial; rebuilding", target)
-        _convert_gguf(gguf, target, gguf_sha)
+    # parallel cells load the same model: the first one assembles and converts it, the
+    # others wait for the lock and then find the verified conversion
+    with io.file_lock(cache / "models" / f"{entry.name}.lock"):
+        gguf = embedded_gguf_path(src, cache)
+        gguf_sha = io.sha256_file(gguf)
+        target = converted_cache_dir(entry, gguf_sha, cache)
+        if not _verify_converted(target):
+            if target.exists():
+                log.warning("converted-model cache %s is corrupt or partial; rebuilding", target)
+            _convert_gguf(gguf, target, gguf_sha)
     tok = AutoTokenizer.from_pretrained(target)
     model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
     identity = {"name": entry.name, "source": "embedded", "gguf": src.gguf_name,
@@ -446,15 +450,19 @@ def _convert_gguf(gguf: Path, target: Path, gguf_sha: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to a safetensors cache (once)", gguf.name)
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer.remove_quantization_config(model)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    files = {p.name: io.sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-    io.write_json(tmp / _MANIFEST, {"gguf_sha256": gguf_sha, "files": files})
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".partial-", dir=target.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                     dtype=torch.float32)
+        if getattr(model, "hf_quantizer", None) is not None:
+            model.hf_quantizer.remove_quantization_config(model)
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        files = {p.name: io.sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        io.write_json(tmp / _MANIFEST, {"gguf_sha256": gguf_sha, "files": files})
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -25,7 +25,6 @@ uninterrupted run's.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import math
@@ -462,17 +461,12 @@ def _cached(run: _Run, kind: str, key: dict, compute) -> dict:
     if run.ctx.baseline_dir is None:
         return compute()
     path = run.ctx.baseline_dir / f"{kind}-{io.sha256_json(key)[:24]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if path.is_file():
-                return _decode_metrics(json.loads(path.read_text()))
-            out = compute()
-            io.write_json(path, {"key": key, "metrics": _encode_metrics(out)})
-            return out
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with io.file_lock(path.with_suffix(".lock")):
+        if path.is_file():
+            return _decode_metrics(json.loads(path.read_text()))
+        out = compute()
+        io.write_json(path, {"key": key, "metrics": _encode_metrics(out)})
+        return out
 
 
 def _encode_metrics(m: dict) -> dict:

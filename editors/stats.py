@@ -190,10 +190,14 @@ def cached_tensors(key: dict[str, Any], build: Callable[[], dict[str, torch.Tens
     got = _try_load(tpath, mpath, key_sha)
     if got is not None:
         return got
-    COMPUTE_COUNT[f"cached:{label}"] += 1
-    tensors = build()
-    _save(tpath, mpath, key, key_sha, tensors, {})
-    return tensors
+    with io.file_lock(tpath.with_suffix(".lock")):  # parallel cells: one builds, others wait
+        got = _try_load(tpath, mpath, key_sha)
+        if got is not None:
+            return got
+        COMPUTE_COUNT[f"cached:{label}"] += 1
+        tensors = build()
+        _save(tpath, mpath, key, key_sha, tensors, {})
+        return tensors
 
 
 # --------------------------------------------------------------------------- second moments
@@ -227,24 +231,36 @@ def second_moments(lm: LoadedModel, layers: Sequence[int], spec: StatsSpec, *,
     desc = corpus.describe(data_root)
     group = lm.entry.name
     out: dict[int, torch.Tensor] = {}
-    missing: dict[int, tuple[dict, str]] = {}
-    for layer in sorted(set(layers)):
-        key = stats_key(lm, layer, spec, data_root, _corpus_desc=desc)
-        key_sha = io.sha256_json(key)
-        tpath, mpath = _paths(cache_root, group, f"mom2-L{layer}", key_sha)
-        got = _try_load(tpath, mpath, key_sha)
-        if got is not None:
-            out[layer] = got["mom2"]
-        else:
-            missing[layer] = (key, key_sha)
-    if missing:
-        results, n_tokens, n_chunks = _compute(lm, sorted(missing), spec, corpus, data_root, progress)
-        for layer, (key, key_sha) in missing.items():
-            COMPUTE_COUNT["second_moment"] += 1
-            tpath, mpath = _paths(cache_root, group, f"mom2-L{layer}", key_sha)
-            _save(tpath, mpath, key, key_sha, {"mom2": results[layer]},
-                  {"n_tokens": n_tokens, "n_samples_used": n_chunks})
-            out[layer] = results[layer]
+    keys = {layer: stats_key(lm, layer, spec, data_root, _corpus_desc=desc)
+            for layer in sorted(set(layers))}
+
+    def load_cached() -> dict[int, tuple[dict, str]]:
+        missing = {}
+        for layer, key in keys.items():
+            if layer in out:
+                continue
+            key_sha = io.sha256_json(key)
+            got = _try_load(*_paths(cache_root, group, f"mom2-L{layer}", key_sha), key_sha)
+            if got is not None:
+                out[layer] = got["mom2"]
+            else:
+                missing[layer] = (key, key_sha)
+        return missing
+
+    if load_cached():
+        # parallel cells of one model: one computes, the others wait and then read what it
+        # stored (they compute only the layers still missing)
+        with io.file_lock(_stats_dir(cache_root, group) / "mom2.lock"):
+            missing = load_cached()
+            if missing:
+                results, n_tokens, n_chunks = _compute(lm, sorted(missing), spec, corpus,
+                                                       data_root, progress)
+                for layer, (key, key_sha) in missing.items():
+                    COMPUTE_COUNT["second_moment"] += 1
+                    tpath, mpath = _paths(cache_root, group, f"mom2-L{layer}", key_sha)
+                    _save(tpath, mpath, key, key_sha, {"mom2": results[layer]},
+                          {"n_tokens": n_tokens, "n_samples_used": n_chunks})
+                    out[layer] = results[layer]
     return {layer: out[layer] for layer in layers}
 
 

@@ -143,3 +143,38 @@ def test_converted_cache_corruption_is_detected_and_rebuilt(tmp_path, monkeypatc
     (target / "seqedit-manifest.json").unlink()
     models.load("smollm2-135m")
     assert models._verify_converted(target)
+
+
+def _load_in_process(cache: str, log_path: str) -> str:
+    """Worker of the parallel-load test (a spawned process): load SmolLM2 with a fresh
+    cache, appending a line to ``log_path`` for every conversion it performs."""
+    os.environ["SEQEDIT_CACHE"] = cache
+    torch.set_num_threads(1)
+    real = models._convert_gguf
+
+    def counting(*args, **kwargs):
+        with open(log_path, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return real(*args, **kwargs)
+
+    models._convert_gguf = counting
+    lm = models.load("smollm2-135m")
+    return lm.identity["gguf_sha256"]
+
+
+@pytest.mark.embedded
+def test_parallel_first_loads_convert_once(tmp_path):
+    """Two cells starting at once on a fresh cache (the smoke grid's first minute): one
+    converts the GGUF, the other waits and loads the finished conversion; both succeed."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    log = tmp_path / "conversions.log"
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
+        futs = [pool.submit(_load_in_process, str(tmp_path / "cache"), str(log)) for _ in range(2)]
+        shas = [f.result(timeout=600) for f in futs]
+    assert shas[0] == shas[1]
+    assert len(log.read_text().split()) == 1
+    target = models.converted_cache_dir(models.get_entry("smollm2-135m"), shas[0], tmp_path / "cache")
+    assert models._verify_converted(target)
+    assert not list(target.parent.glob("*.partial*"))

@@ -137,3 +137,35 @@ def test_missing_corpus_is_a_data_error(tmp_path, stats_cache):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="wiki.test.raw"):
         stats.second_moment(lm, 1, SPEC, data_root=tmp_path / "empty", cache_root=stats_cache)
+
+
+def test_concurrent_callers_compute_a_shared_layer_once(corpus_root, tmp_path, monkeypatch):
+    """Two cells of one model asking for overlapping layers at the same time (ROME layer 6
+    and MEMIT layers 4-8 in the smoke grid): the shared layer is computed once, the other
+    caller waits and reads it, then computes only what is still missing."""
+    import threading
+    import time
+
+    lm_a, lm_b = models.load("tiny-llama"), models.load("tiny-llama")
+    real = stats._compute
+    passes: list[list[int]] = []
+
+    def slow_compute(lm, layers, *args, **kwargs):
+        passes.append(list(layers))
+        time.sleep(0.5)  # hold the work long enough for the other caller to arrive
+        return real(lm, layers, *args, **kwargs)
+
+    monkeypatch.setattr(stats, "_compute", slow_compute)
+    kw = {"data_root": corpus_root, "cache_root": tmp_path, "progress": False}
+    got: dict[str, dict] = {}
+    a = threading.Thread(target=lambda: got.__setitem__("a", stats.second_moments(lm_a, [1], SPEC, **kw)))
+    b = threading.Thread(target=lambda: got.__setitem__("b", stats.second_moments(lm_b, [1, 2], SPEC, **kw)))
+    a.start()
+    time.sleep(0.1)
+    b.start()
+    a.join()
+    b.join()
+    assert passes == [[1], [2]]
+    assert torch.equal(got["a"][1], got["b"][1])
+    expected, _ = _direct_c0(lm_b, 2, corpus_root, SPEC)
+    np.testing.assert_allclose(got["b"][2].numpy(), expected, rtol=1e-5, atol=1e-8)
