@@ -35,17 +35,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+class LockBusy(RuntimeError):
+    """A non-blocking :func:`file_lock` found the lock held by another process."""
+
+
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike) -> Iterator[None]:
+def file_lock(path: str | os.PathLike, *, blocking: bool = True) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``path`` (created if missing) for the block.
 
     Guards check-then-build caches shared by parallel cells: the first process builds,
     the others wait and then find the finished entry. The lock dies with its process,
-    so a killed builder never leaves the cache locked."""
+    so a killed builder never leaves the cache locked. ``blocking=False`` raises
+    :class:`LockBusy` instead of waiting."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError as exc:
+            raise LockBusy(f"{path} is locked by another process") from exc
         try:
             yield
         finally:

@@ -38,7 +38,7 @@ from benchmark.results import (
     write_tables,
 )
 from benchmark.spec import CellSpec
-from benchmark.trajectory import CellPaths, RunContext, record_failure, run_cell
+from benchmark.trajectory import CellBusy, CellPaths, RunContext, record_failure, run_cell
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,10 @@ def _run_one(spec: CellSpec, wd: Path, ctx: RunContext, components: Components |
         if outcome == "skipped":
             ctx.event(spec.short_hash, "skipped_completed")
         return _status(spec, "completed")
+    except CellBusy as exc:  # another process owns the cell: write nothing into it
+        log.error("%s", exc)
+        ctx.event(spec.short_hash, "busy", reason=str(exc))
+        return _status(spec, "failed", str(exc))
     except Exception as exc:  # noqa: BLE001 - any cell failure is recorded, the grid goes on
         reason = record_failure(cell_dir, exc)
         log.error("cell %s failed: %s", spec.folder, reason)
@@ -135,6 +139,24 @@ def _run_one(spec: CellSpec, wd: Path, ctx: RunContext, components: Components |
         gc.collect()
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this worker when the runner process dies, so a killed
+    or interrupted run leaves no orphan cell writing into the work folder (the cell lock
+    would refuse a resumed run on it until the orphan ended). No-op elsewhere."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - unusual libc
+        log.debug("prctl(PR_SET_PDEATHSIG) unavailable; workers may outlive the runner")
+
+
 def _worker(spec_json: str, wd: str, ctx: RunContext, threads: int | None) -> dict:
     """Entry point of a parallel cell (a fresh spawned process)."""
     import torch
@@ -142,6 +164,7 @@ def _worker(spec_json: str, wd: str, ctx: RunContext, threads: int | None) -> di
     from benchmark.settings import apply_offline_env
 
     apply_offline_env()
+    _die_with_parent()
     torch.set_num_threads(threads or 1)
     spec = CellSpec.model_validate_json(spec_json)
     return _run_one(spec, Path(wd), ctx, None, None).model_dump(mode="json")

@@ -247,6 +247,21 @@ def run_cell(spec: CellSpec, cell_dir: Path, ctx: RunContext, comps: Components 
     Raises whatever the cell raised; :mod:`benchmark.runner` records that as a failure.
     """
     paths = CellPaths(Path(cell_dir))
+    lock = paths.root.parent / f".{paths.root.name}.lock"
+    try:
+        with io.file_lock(lock, blocking=False):
+            return _run_cell_locked(spec, paths, ctx, comps, hooks)
+    except io.LockBusy:
+        raise CellBusy(f"cell {paths.root.name} is being run by another seqedit process "
+                       f"(it holds {lock}); wait for it to finish or stop it, then --resume") from None
+
+
+class CellBusy(RuntimeError):
+    """Another process is running this cell (its lock is held); nothing was touched."""
+
+
+def _run_cell_locked(spec: CellSpec, paths: CellPaths, ctx: RunContext, comps: Components | None,
+                     hooks: Hooks | None) -> str:
     if paths.done.is_file() and ctx.resume:
         from benchmark.results import git_info
 

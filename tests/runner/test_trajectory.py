@@ -171,6 +171,38 @@ evaluation: {editing_metrics: [efficacy], tasks: []}
     assert [s.status for s in outcome.statuses if s.spec["editor"] == "memit"] == ["failed"]
 
 
+def test_cell_owned_by_another_process_is_left_alone(tmp_path, grid_factory):
+    """A cell whose lock another process holds (a second runner on the same work folder,
+    or an orphaned worker) is reported and not touched, even by a fresh (non-resume) run
+    that would otherwise wipe the cell's folder."""
+    import fcntl
+    import subprocess
+    import sys
+
+    grid = grid_factory(trajectories="[none]")
+    _run(grid, tmp_path)  # complete it once
+    (cell,) = grid.cells
+    wd = grid_workdir(grid, tmp_path / "wd")
+    before = sorted(p.relative_to(wd).as_posix() for p in (wd / cell.folder).rglob("*"))
+    lock = wd / f".{cell.folder}.lock"
+    holder = subprocess.Popen(  # another process holds the lock (flock is per process here)
+        [sys.executable, "-c", "import fcntl,sys,time; f=open(sys.argv[1],'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)", str(lock)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        outcome = _run(grid, tmp_path)  # fresh run: would rmtree the cell if it could
+        (status,) = outcome.statuses
+        assert status.status == "failed" and "another seqedit process" in status.reason
+        after = sorted(p.relative_to(wd).as_posix() for p in (wd / cell.folder).rglob("*"))
+        assert after == before and not (wd / cell.folder / "failed.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    with open(lock, "a") as fh:  # released with its holder
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 # --------------------------------------------------------------------------- variants
 def test_variants_do_not_disturb_the_trajectory(tmp_path, grid_factory):
     with_prune = grid_factory(name="a", variants="[none, prune]")
