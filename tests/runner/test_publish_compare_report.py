@@ -170,3 +170,31 @@ def test_bad_tolerances_file_names_field(tmp_path):
     with pytest.raises(DataError) as info:
         load_tolerances(path)
     assert str(path) in str(info.value) and "rules[0].abs" in str(info.value)
+
+
+@pytest.mark.parametrize("metric_path", ["general/wikitext_heldout/word_perplexity",
+                                         "general/known_facts/acc", "editing/counterfact/efficacy"])
+def test_committed_smoke_results_compare(metric_path, tmp_path, capsys):
+    """The issue's check on the committed smoke results: against themselves exit 0; with one
+    headline metric of one row worsened by twice its tolerance (read from the shipped
+    tolerances file), exit 1 naming the metric."""
+    from benchmark import settings
+
+    smoke = settings.RESULTS_DIR / "v1" / "smoke"
+    assert main(["compare", str(smoke), str(smoke)]) == 0
+    capsys.readouterr()
+    rule = load_tolerances().rule_for(metric_path)
+    assert rule.headline and rule.direction in ("higher", "lower")
+    recs = read_records(smoke / "records.jsonl")
+    last = max(r.n_edits for r in recs)
+    idx = next(i for i, r in enumerate(recs) if r.metric_path == metric_path
+               and r.n_edits == last and r.editor == "rome" and r.variant == "none")
+    r = recs[idx]
+    step = 2 * max(rule.abs, rule.rel * abs(r.value))
+    recs[idx] = r.model_copy(update={"value": r.value + (step if rule.direction == "lower" else -step)})
+    new = tmp_path / "smoke"
+    shutil.copytree(smoke, new)
+    write_records(new / "records.jsonl", recs)
+    assert main(["compare", str(smoke), str(new)]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSIONS" in out and metric_path in out
