@@ -72,6 +72,18 @@ def _mean_or_max(metric_is_spectrum: bool):
     return lambda old, new: new if old is None else old  # one record per key otherwise
 
 
+def series_label(key: tuple, series: dict[tuple, list[tuple[int, float]]]) -> str:
+    """Legend label of one line; a restraint variant whose points equal its trajectory's
+    unrestrained ones (drawn exactly under them) says so."""
+    editor, traj, variant, bs, seed, timing = key
+    label = f"trajectory {traj}, eval {variant}"
+    if variant != "none" and series[key] == series.get((editor, traj, "none", bs, seed, timing)):
+        label += " (= eval none: restraint never active)"
+    if bs != 1:
+        label += f", batch {bs}"
+    return label
+
+
 def _plot(path: Path, title: str, ylabel: str, records: Sequence[Record], spectrum: bool) -> None:
     import matplotlib
 
@@ -95,9 +107,7 @@ def _plot(path: Path, title: str, ylabel: str, records: Sequence[Record], spectr
             style = _STYLES["prune" if variant.startswith("prune") else "none"]
             t_idx = trajectories.index(traj)
             marker = _MARKERS[t_idx % len(_MARKERS)]
-            label = f"trajectory {traj}, eval {variant}"
-            if bs != 1:
-                label += f", batch {bs}"
+            label = series_label((_ed, traj, variant, bs, _seed, _timing), series)
             ax.plot(xs, ys, linestyle=style, marker=marker, markersize=4, label=label,
                     color=colours[t_idx % len(colours)])
         base = _baseline(recs, value_of)

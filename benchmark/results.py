@@ -291,7 +291,7 @@ def headline_markdown(records: Sequence[Record], *, title: str = "") -> str:
         lines = [f"## {model} · {dataset}\n"]
         header = ["editor", "trajectory", "variant", "edits"] + [
             m[2] if m[0] == "editing" else f"{m[1]}/{m[2]}" for m in metrics]
-        header += ["κ (max)", "σ_max (max)"]
+        header += ["κ max (n=0 → n)", "σ_max max (n=0 → n)"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         rows: dict[tuple, dict[tuple, Record]] = defaultdict(dict)
@@ -309,15 +309,24 @@ def headline_markdown(records: Sequence[Record], *, title: str = "") -> str:
         spec_by = _spectrum_summary(spectrum, model)
         if base:
             cells = [_fmt_mv(base.get(m)) for m in metrics]
-            k0, s0 = spec_by.get(("", "", "none", 0), (None, None))
-            lines.append("| " + " | ".join(["(unedited)", "", "", "0"] + cells + [_fmt(k0), _fmt(s0)]) + " |")
+            # no spectrum here: each editor edits its own matrices, so their unedited
+            # values are shown on the editor's rows (n=0 → n)
+            lines.append("| " + " | ".join(["(unedited)", "", "", "0"] + cells + ["", ""]) + " |")
         for ck, vals in sorted(rows.items()):
             n = last[ck]
             cells = [_fmt_mv(vals.get(m)) for m in metrics]
             k, s = spec_by.get((ck[0], ck[1], ck[2], n), (None, None))
-            lines.append("| " + " | ".join([ck[0], ck[1], ck[2], str(n)] + cells + [_fmt(k), _fmt(s)]) + " |")
+            k0, s0 = spec_by.get((ck[0], ck[1], ck[2], 0), (None, None))
+            lines.append("| " + " | ".join([ck[0], ck[1], ck[2], str(n)] + cells
+                                           + [_arrow(k0, k), _arrow(s0, s)]) + " |")
         out.append("\n".join(lines) + "\n")
     return "\n".join(out)
+
+
+def _arrow(before: float | None, after: float | None) -> str:
+    if after is None:
+        return ""
+    return _fmt(after, 2) if before is None else f"{_fmt(before, 2)} → {_fmt(after, 2)}"
 
 
 def _fmt_mv(r: Record | None) -> str:
@@ -330,20 +339,16 @@ def _fmt_mv(r: Record | None) -> str:
 
 
 def _spectrum_summary(spectrum: Sequence[Record], model: str) -> dict[tuple, tuple]:
-    """(editor, trajectory, variant, n) -> (max κ(W), max σ_max(W)) over edited matrices;
-    the unedited matrices under ("", "", "none", 0)."""
+    """(editor, trajectory, variant, n) -> (max κ(W), max σ_max(W)) over the cell's edited
+    matrices (n = 0: the same matrices unedited)."""
     acc: dict[tuple, list[float | None]] = {}
     for r in spectrum:
         if r.model != model or r.value is None:
             continue
-        keys = [(r.editor, r.trajectory, r.variant, r.n_edits)]
-        if r.n_edits == 0:
-            keys.append(("", "", "none", 0))
-        for key in keys:
-            cur = acc.setdefault(key, [None, None])
-            idx = {"kappa_w": 0, "sigma_max_w": 1}.get(r.metric)
-            if idx is not None:
-                cur[idx] = r.value if cur[idx] is None else max(cur[idx], r.value)
+        cur = acc.setdefault((r.editor, r.trajectory, r.variant, r.n_edits), [None, None])
+        idx = {"kappa_w": 0, "sigma_max_w": 1}.get(r.metric)
+        if idx is not None:
+            cur[idx] = r.value if cur[idx] is None else max(cur[idx], r.value)
     return {k: tuple(v) for k, v in acc.items()}
 
 

@@ -54,6 +54,28 @@ def test_publish_writes_results(published):
     assert prov["peak_memory_bytes"]["process_max_rss"] > 0
     md = (published / "tables" / "summary.md").read_text()
     assert "(unedited)" in md and "prune-e" in md
+    # κ / σ_max columns: each row's own matrices, unedited → last checkpoint (max over
+    # matrices), recomputed here from the spectrum records
+    header = next(line for line in md.splitlines() if line.startswith("| editor"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    checked = 0
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != len(cols) or cells[0] in ("editor", "(unedited)") or set(cells[0]) <= {"-"}:
+            continue
+        row = dict(zip(cols, cells))
+
+        def peak(metric, n, row=row):
+            return max(r.value for r in recs if r.kind == "spectrum" and r.metric == metric
+                       and r.editor == row["editor"] and r.trajectory == row["trajectory"]
+                       and r.variant == row["variant"] and r.n_edits == n)
+
+        n = int(row["edits"])
+        assert row["κ max (n=0 → n)"] == f"{peak('kappa_w', 0):.2f} → {peak('kappa_w', n):.2f}"
+        assert row["σ_max max (n=0 → n)"] == \
+            f"{peak('sigma_max_w', 0):.2f} → {peak('sigma_max_w', n):.2f}"
+        checked += 1
+    assert checked == 4  # 2 trajectories x 2 variants
 
 
 def test_report_regenerates_pngs(published, tmp_path):
@@ -198,3 +220,16 @@ def test_committed_smoke_results_compare(metric_path, tmp_path, capsys):
     assert main(["compare", str(smoke), str(new)]) == 1
     out = capsys.readouterr().out
     assert "REGRESSIONS" in out and metric_path in out
+
+
+def test_legend_says_when_a_restraint_variant_equals_eval_none():
+    from benchmark.report import series_label
+
+    same = [(0, 1.0), (5, 2.0)]
+    series = {("rome", "none", "none", 1, 0, "first-n"): same,
+              ("rome", "none", "prune-e", 1, 0, "first-n"): list(same),
+              ("memit", "none", "none", 1, 0, "first-n"): same,
+              ("memit", "none", "prune-e", 1, 0, "first-n"): [(0, 1.0), (5, 1.5)]}
+    assert "never active" in series_label(("rome", "none", "prune-e", 1, 0, "first-n"), series)
+    assert "never active" not in series_label(("memit", "none", "prune-e", 1, 0, "first-n"), series)
+    assert series_label(("rome", "none", "none", 1, 0, "first-n"), series) == "trajectory none, eval none"
