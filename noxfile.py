@@ -46,7 +46,7 @@ def _env(session: nox.Session) -> dict[str, str]:
         "SEQEDIT_CACHE": os.environ.get("SEQEDIT_CACHE", str(Path(session.cache_dir) / "seqedit")),
         "PYTHONHASHSEED": "0",
     }
-    shared = ROOT.parent / "shared" / "data"
+    shared = (ROOT.parent / "shared" / "data").resolve()
     if "SEQEDIT_DATA" not in os.environ and shared.is_dir():
         env["SEQEDIT_DATA"] = str(shared)
     if os.environ.get("SEQEDIT_OFFLINE", "1") != "0":

@@ -54,7 +54,7 @@ socket.create_connection = _guarded_create_connection
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    root = Path(os.environ["SEQEDIT_DATA"])
+    root = Path(os.environ["SEQEDIT_DATA"]).expanduser().resolve()  # as settings.data_root does
     if not root.is_dir():
         pytest.fail(f"data root {root} missing: put ../shared beside the checkout or set SEQEDIT_DATA")
     return root
