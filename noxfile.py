@@ -135,9 +135,8 @@ def _regression(session: nox.Session) -> None:
     out, work = tmp / "regression-out", tmp / "regression-work"
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)  # a fresh run, never a resumed one
-    # TQDM_DISABLE also silences lm-eval's own per-request bars (read by tqdm at import)
     session.run("seqedit", "grid", "--grid", "ci", "--out", str(out), "--workdir", str(work),
-                "--no-progress", env={**env, "TQDM_DISABLE": "1"})
+                "--no-progress", env=env)
     session.run("seqedit", "compare", str(ROOT / "results" / "v1" / "ci"), str(out), env=env)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
@@ -27,13 +28,30 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="run this many cells at once in separate processes (default: the grid's "
                         "run.jobs, 1); each uses --threads threads (default 1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars of the suite (lm-eval's own request bars: "
-                        "set TQDM_DISABLE=1 in the environment)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars, lm-eval's request bars included (sets TQDM_DISABLE=1 "
+                        "for this run and its worker processes)")
     p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
+    if not args.no_progress:
+        return _run_grid(args)
+    # tqdm reads TQDM_DISABLE when imported (spawned workers import afresh); lm-eval's
+    # request bars get it through benchmark.evaluation.general.make_lm
+    before = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        return _run_grid(args)
+    finally:
+        if before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = before
+
+
+def _run_grid(args) -> int:
     from benchmark.errors import SeqeditError
     from benchmark.grid import grid_names, load_grid
     from benchmark.runner import format_plan, grid_workdir, plan, run_grid

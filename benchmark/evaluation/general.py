@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -239,14 +240,38 @@ def _resolve_limits(tasks: Sequence[str], limit: int | Mapping[str, int] | None)
     return {t: limit.get(t) for t in tasks}
 
 
+def progress_disabled() -> bool:
+    """``TQDM_DISABLE`` set to a true value (``seqedit grid --no-progress`` sets it)."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def make_lm(loaded_model, *, batch_size: int, max_length: int | None = None):
-    """lm-eval HFLM around the in-memory model and tokenizer (device: the model's)."""
+    """lm-eval HFLM around the in-memory model and tokenizer (device: the model's).
+
+    lm-eval passes ``disable=`` explicitly to its request progress bars, so tqdm's own
+    ``TQDM_DISABLE`` cannot reach them; this subclass forwards it (read at call time)."""
     from lm_eval.models.huggingface import HFLM
 
-    return HFLM(pretrained=loaded_model.model, tokenizer=loaded_model.tokenizer,
-                batch_size=batch_size, max_length=max_length,
-                add_bos_token=loaded_model.arch.adds_bos, backend="causal",
-                device=str(loaded_model.device))
+    class _HFLM(HFLM):
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            return super().loglikelihood(requests, disable_tqdm=disable_tqdm or progress_disabled())
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+            return super().loglikelihood_rolling(
+                requests, disable_tqdm=disable_tqdm or progress_disabled())
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            return super().generate_until(requests, disable_tqdm=disable_tqdm or progress_disabled())
+
+        def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):
+            # loglikelihood_rolling calls this with disable_tqdm=False hard-coded
+            return super()._loglikelihood_tokens(
+                requests, disable_tqdm=disable_tqdm or progress_disabled(), **kwargs)
+
+    return _HFLM(pretrained=loaded_model.model, tokenizer=loaded_model.tokenizer,
+                 batch_size=batch_size, max_length=max_length,
+                 add_bos_token=loaded_model.arch.adds_bos, backend="causal",
+                 device=str(loaded_model.device))
 
 
 def evaluate_tasks(loaded_model, tasks: Iterable[str], limit: int | Mapping[str, int] | None = None,

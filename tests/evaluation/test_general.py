@@ -448,3 +448,21 @@ def test_chat_template_is_applied_and_recorded(smollm2):
     for s in res.samples["known_facts"]:
         context = s["arguments"][0][0]
         assert context.startswith("<|im_start|>") and s["doc"]["prompt"] in context
+
+
+@pytest.mark.parametrize("disabled", [True, False])
+def test_tqdm_disable_reaches_lm_evals_request_bars(tiny_llama, capsys, monkeypatch, disabled):
+    """lm-eval passes disable= explicitly (and hard-codes it inside loglikelihood_rolling);
+    TQDM_DISABLE (set by `seqedit grid --no-progress`) still silences its request bars,
+    and the results do not depend on it."""
+    from benchmark.evaluation.general import evaluate_tasks
+
+    if disabled:
+        monkeypatch.setenv("TQDM_DISABLE", "1")
+    else:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    res = evaluate_tasks(tiny_llama, ["known_facts", "wikitext_heldout"],
+                         limit={"known_facts": 4, "wikitext_heldout": 2}, batch_size=4)
+    err = capsys.readouterr().err
+    assert ("Running loglikelihood requests" in err) is (not disabled)
+    assert res["known_facts"]["acc"].n == 4
