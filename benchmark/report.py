@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 SPECTRUM_PLOTS = {"kappa_w": "κ(W) (largest over edited matrices)",
                   "sigma_max_w": "σ_max(W) (largest over edited matrices)"}
 _STYLES = {"none": "-", "prune": "--"}
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 #: units of the editing metrics (benchmark.evaluation.editing reports them x100)
 _PERCENT = {"efficacy", "generalization", "locality", "zsre_efficacy", "zsre_generalization",
             "zsre_locality", "mquake_multihop"}
@@ -39,7 +40,6 @@ def _editing_label(metric: str) -> str:
     if metric.endswith("_magnitude"):
         return f"{metric} (percentage points)"
     return metric
-_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 
 
 def _safe(name: str) -> str:

@@ -120,9 +120,8 @@ def _run_grid(grid: Grid, *, workdir, out, resume, device, progress, components,
 def _run_one(spec: CellSpec, wd: Path, ctx: RunContext, components: Components | None,
              hooks: Hooks | None) -> CellStatus:
     """Run one cell; any failure is recorded (failed.json, progress event) and returned."""
-    cell_dir = wd / spec.folder
     try:
-        outcome = run_cell(spec, cell_dir, ctx, components, hooks)
+        outcome = run_cell(spec, wd / spec.folder, ctx, components, hooks)
         if outcome == "skipped":
             ctx.event(spec.short_hash, "skipped_completed")
         return _status(spec, "completed")
@@ -131,12 +130,17 @@ def _run_one(spec: CellSpec, wd: Path, ctx: RunContext, components: Components |
         ctx.event(spec.short_hash, "busy", reason=str(exc))
         return _status(spec, "failed", str(exc))
     except Exception as exc:  # noqa: BLE001 - any cell failure is recorded, the grid goes on
-        reason = record_failure(cell_dir, exc)
-        log.error("cell %s failed: %s", spec.folder, reason)
-        ctx.event(spec.short_hash, "failed", reason=reason)
-        return _status(spec, "failed", reason)
+        return _failed(spec, wd, ctx, exc)
     finally:
         gc.collect()
+
+
+def _failed(spec: CellSpec, wd: Path, ctx: RunContext, exc: BaseException) -> CellStatus:
+    """Record a cell's failure (failed.json, progress event, log) and return its status."""
+    reason = record_failure(wd / spec.folder, exc)
+    log.error("cell %s failed: %s", spec.folder, reason)
+    ctx.event(spec.short_hash, "failed", reason=reason)
+    return _status(spec, "failed", reason)
 
 
 def _die_with_parent() -> None:
@@ -192,9 +196,7 @@ def _run_parallel(cells: list[CellSpec], wd: Path, ctx: RunContext, jobs: int,
             try:
                 results[spec.short_hash] = CellStatus.model_validate(fut.result())
             except Exception as exc:  # noqa: BLE001 - a crashed worker (killed, OOM) fails its cell
-                reason = record_failure(wd / spec.folder, exc)
-                ctx.event(spec.short_hash, "failed", reason=reason)
-                results[spec.short_hash] = _status(spec, "failed", reason)
+                results[spec.short_hash] = _failed(spec, wd, ctx, exc)
             bar.update(1)
         bar.close()
     return [results[c.short_hash] for c in cells]
