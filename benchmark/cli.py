@@ -1,6 +1,6 @@
 """``seqedit`` command line. Each subcommand lives in its own module of benchmark/commands/
 with ``register(subparsers)``; this file only wires them together and turns
-:class:`~benchmark.errors.SeqeditError` into a message and a non-zero exit."""
+:class:`~benchmark.core.errors.SeqeditError` into a message and a non-zero exit."""
 
 from __future__ import annotations
 
@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmark.errors import SeqeditError
-    from benchmark.registry import UnknownName
-    from benchmark.settings import NetworkRequired, SettingError, apply_offline_env
+    from benchmark.core.errors import SeqeditError
+    from benchmark.core.registry import UnknownName
+    from benchmark.core.settings import NetworkRequired, SettingError, apply_offline_env
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -23,8 +23,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from benchmark import settings
-from benchmark.errors import DataError
+from benchmark.core import settings
+from benchmark.core.errors import DataError
 from benchmark.results import KEY_FIELDS, Record, read_records
 
 DEFAULT_TOLERANCES = settings.GRIDS_DIR / "tolerances.yaml"

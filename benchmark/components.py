@@ -83,7 +83,7 @@ def default_create_editor(method: str, loaded, overrides: Mapping[str, Any], *,
 
 def _stats_keys(loaded, hp) -> tuple[dict[str, Any], ...]:
     """The layer-statistics cache keys (every input of each C0) the editor reads."""
-    from benchmark import io
+    from benchmark.core import io
     from editors.stats import stats_key
 
     layers = getattr(hp, "layers", None) or [getattr(hp, "layer", None)]

@@ -38,9 +38,9 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from benchmark import settings
-from benchmark.errors import DataError
-from benchmark.registry import UnknownName
+from benchmark.core import settings
+from benchmark.core.errors import DataError
+from benchmark.core.registry import UnknownName
 from benchmark.spec import (
     CellSpec,
     DatasetSpec,

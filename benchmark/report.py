@@ -19,8 +19,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark import io
-from benchmark.errors import DataError
+from benchmark.core import io
+from benchmark.core.errors import DataError
 from benchmark.results import Record, read_records, write_tables
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from benchmark import SUITE_VERSION, io, settings
-from benchmark.errors import DataError
+from benchmark import SUITE_VERSION
+from benchmark.core import io, settings
+from benchmark.core.errors import DataError
 
 #: Version of the records/provenance layout (docs/results-schema.md). Bump on any change.
 RECORDS_SCHEMA_VERSION = 1

@@ -26,8 +26,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from benchmark import SUITE_VERSION, io, settings
+from benchmark import SUITE_VERSION
 from benchmark.components import Components, Hooks
+from benchmark.core import io, settings
 from benchmark.grid import Grid
 from benchmark.results import (
     CellStatus,
@@ -165,7 +166,7 @@ def _worker(spec_json: str, wd: str, ctx: RunContext, threads: int | None) -> di
     """Entry point of a parallel cell (a fresh spawned process)."""
     import torch
 
-    from benchmark.settings import apply_offline_env
+    from benchmark.core.settings import apply_offline_env
 
     apply_offline_env()
     _die_with_parent()

@@ -24,7 +24,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from benchmark import SUITE_VERSION, io
+from benchmark import SUITE_VERSION
+from benchmark.core import io
 
 #: Version of the spec layout itself (bump when a field changes meaning).
 SPEC_VERSION = 1

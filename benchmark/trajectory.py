@@ -41,10 +41,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmark import io
 from benchmark.components import Components, Hooks, Restrainer, Update
+from benchmark.core import io
+from benchmark.core.arch import from_out_in, get_module, to_out_in
 from benchmark.evaluation import MetricValue
-from benchmark.models import from_out_in, get_module, to_out_in
 from benchmark.results import Provenance, Record, finite_or_none, read_records
 from benchmark.spec import CellSpec, NoRestraint
 

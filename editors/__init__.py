@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmark.registry import Registry
+from benchmark.core.registry import Registry
 
 EDITORS: Registry[Any] = Registry("editor")
 EDITORS.register("rome", "editors.rome:ROME")

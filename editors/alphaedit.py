@@ -23,9 +23,10 @@ from pathlib import Path
 
 import torch
 
-from benchmark.models import LoadedModel
+from benchmark.core.arch import LoadedModel
+from benchmark.core.requests import EditRequest
 from editors import keys, solvers, stats
-from editors.base import Delta, EditRequest
+from editors.base import Delta
 from editors.common import TensorState
 from editors.hparams import AlphaEditHparams
 from editors.memit import (

@@ -18,27 +18,8 @@ from typing import Any, Protocol
 
 import torch
 
-from benchmark.models import Layout, LoadedModel, from_out_in, get_module
-
-
-@dataclass(frozen=True)
-class EditRequest:
-    """One fact to write. ``prompt`` is the full prompt and contains ``subject`` verbatim."""
-
-    case_id: str
-    prompt: str
-    subject: str
-    target_new: str
-    target_true: str
-    #: Evaluation prompts (not used by editors): paraphrases of ``prompt``.
-    rephrase_prompts: tuple[str, ...] = ()
-    #: Evaluation prompts with their own answers, expected to stay unchanged.
-    locality: tuple[tuple[str, str], ...] = ()
-    extra: tuple[tuple[str, Any], ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.subject not in self.prompt:
-            raise ValueError(f"case {self.case_id}: subject {self.subject!r} not in prompt {self.prompt!r}")
+from benchmark.core.arch import Layout, LoadedModel, from_out_in, get_module
+from benchmark.core.requests import EditRequest
 
 
 @dataclass

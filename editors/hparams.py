@@ -2,7 +2,7 @@
 
 Files live at ``editors/hparams/<method>/<model>.yaml`` (``method`` is the registry name:
 ``rome``, ``memit``, ``memit-seq``, ``alphaedit``, ``nse``). Unknown keys are rejected
-(pydantic ``extra="forbid"``); a bad file raises :class:`benchmark.errors.DataError`
+(pydantic ``extra="forbid"``); a bad file raises :class:`benchmark.core.errors.DataError`
 naming the file and the field.
 
 Public API (stable; used by every editor):
@@ -31,8 +31,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from benchmark import io
-from benchmark.errors import DataError
+from benchmark.core import io
+from benchmark.core.errors import DataError
 
 HPARAMS_DIR = Path(__file__).resolve().parent / "hparams"
 

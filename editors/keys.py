@@ -1,6 +1,6 @@
 """Shared locate-then-edit machinery: subject location, context templates, keys, targets.
 
-Everything here works on a :class:`benchmark.models.LoadedModel` through its ArchFacts
+Everything here works on a :class:`benchmark.arch.LoadedModel` through its ArchFacts
 (module-name templates, layout); nothing looks at model names. Weights are never changed
 and never receive gradients (only the optimised vector δ requires grad).
 
@@ -38,10 +38,10 @@ from typing import Literal
 
 import torch
 
-from benchmark import io
-from benchmark.models import LoadedModel, get_module
-from benchmark.scoring import encode_pair
-from editors.base import EditRequest
+from benchmark.core import io
+from benchmark.core.arch import LoadedModel, get_module
+from benchmark.core.requests import EditRequest
+from benchmark.core.scoring import encode_pair
 from editors.hparams import TargetSpec, TemplateSpec
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import torch
 
-from benchmark import io, models, settings
-from benchmark.scoring import score_targets
+from benchmark import models
+from benchmark.core import io, settings
+from benchmark.core.requests import EditRequest
+from benchmark.core.scoring import score_targets
 from editors import stats
-from editors.base import EditRequest, apply_delta
+from editors.base import apply_delta
 from editors.hparams import hparams_hash, load_hparams
 from editors.rome import ROME
 

@@ -29,9 +29,10 @@ from typing import Any
 
 import torch
 
-from benchmark.models import LoadedModel, down_weight, to_out_in
+from benchmark.core.arch import LoadedModel, down_weight, to_out_in
+from benchmark.core.requests import EditRequest
 from editors import keys, solvers, stats
-from editors.base import Delta, EditRequest, MatrixDelta, Undo, apply_delta
+from editors.base import Delta, MatrixDelta, Undo, apply_delta
 from editors.common import EmptyState, TensorState
 from editors.hparams import MEMITHparams
 

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
-from benchmark.models import LoadedModel, down_weight, to_out_in
+from benchmark.core.arch import LoadedModel, down_weight, to_out_in
+from benchmark.core.requests import EditRequest
 from editors import keys, stats
-from editors.base import Delta, EditRequest, MatrixDelta
+from editors.base import Delta, MatrixDelta
 from editors.common import EmptyState, c0_inverse_applier
 from editors.hparams import ROMEHparams
 

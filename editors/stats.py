@@ -43,10 +43,10 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from benchmark import io, settings
-from benchmark.errors import DataError
-from benchmark.models import LoadedModel, get_module
-from benchmark.registry import Registry
+from benchmark.core import io, settings
+from benchmark.core.arch import LoadedModel, get_module
+from benchmark.core.errors import DataError
+from benchmark.core.registry import Registry
 from editors.hparams import StatsSpec
 
 log = logging.getLogger(__name__)

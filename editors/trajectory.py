@@ -3,7 +3,7 @@
 Used by ``seqedit edit`` and the layer sweep (the full runner with checkpoints,
 restraints and metrics lives in benchmark/). Efficacy follows METHODS.md §4: a fact
 counts when the new target is more probable than the true one on the rewrite prompt,
-probabilities being exp(−mean token NLL) from :func:`benchmark.scoring.score_targets`.
+probabilities being exp(−mean token NLL) from :func:`benchmark.core.scoring.score_targets`.
 
 Public API:
 - ``new_beats_true(lm, requests, prompts="rewrite"|"rephrase") -> list[bool]``
@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from benchmark.models import LoadedModel
-from benchmark.scoring import score_targets
-from editors.base import EditRequest, apply_delta
+from benchmark.core.arch import LoadedModel
+from benchmark.core.requests import EditRequest
+from benchmark.core.scoring import score_targets
+from editors.base import apply_delta
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from benchmark import models
-from benchmark.registry import UnknownName
+from benchmark.core import arch as core_arch
+from benchmark.core.registry import UnknownName
+from benchmark.models import loading
 
 TINY = ["tiny-gpt2", "tiny-llama", "tiny-gemma"]
 
@@ -25,16 +27,16 @@ def test_templates_resolve_with_documented_shapes(name):
     d_ffn = getattr(cfg, "intermediate_size", None) or (cfg.n_inner or 4 * cfg.n_embd)
     assert (arch.n_layers, arch.d_model, arch.d_ffn) == (n_layers, d_model, d_ffn)
     for layer in range(arch.n_layers):
-        block = models.get_module(lm.model, arch.layer_name(layer))
-        mlp = models.get_module(lm.model, arch.mlp_name(layer))
+        block = core_arch.get_module(lm.model, arch.layer_name(layer))
+        mlp = core_arch.get_module(lm.model, arch.mlp_name(layer))
         assert any(m is mlp for m in block.modules()), "mlp must live inside its block"
-        down = models.get_module(lm.model, arch.down_name(layer))
+        down = core_arch.get_module(lm.model, arch.down_name(layer))
         assert any(m is down for m in mlp.modules()), "edited matrix must live inside the mlp"
         stored = down.weight.shape
         expected_stored = (d_ffn, d_model) if arch.layout == "conv1d" else (d_model, d_ffn)
         assert tuple(stored) == expected_stored
-        assert tuple(models.to_out_in(down.weight, arch.layout).shape) == (d_model, d_ffn)
-    emb = models.get_module(lm.model, arch.embed_template)
+        assert tuple(core_arch.to_out_in(down.weight, arch.layout).shape) == (d_model, d_ffn)
+    emb = core_arch.get_module(lm.model, arch.embed_template)
     assert isinstance(emb, torch.nn.Embedding) and emb.weight.shape[1] == d_model
 
 
@@ -44,10 +46,10 @@ def test_down_projection_maps_ffn_to_model_dim(name):
     check by running the module on a vector and comparing with W(out x in) @ k."""
     lm = models.load(name)
     arch = lm.arch
-    down = models.get_module(lm.model, arch.down_name(1))
+    down = core_arch.get_module(lm.model, arch.down_name(1))
     k = torch.randn(arch.d_ffn, generator=torch.Generator().manual_seed(1))
     y = down(k[None])[0]
-    w = models.to_out_in(down.weight, arch.layout)
+    w = core_arch.to_out_in(down.weight, arch.layout)
     bias = getattr(down, "bias", None)
     expected = w @ k + (bias if bias is not None else 0)
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
@@ -89,7 +91,7 @@ def test_cli_unknown_model_exits_nonzero(capsys):
 
 def test_hub_model_offline_fails_fast_with_clear_message(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # empty hub cache
-    from benchmark.settings import NetworkRequired
+    from benchmark.core.settings import NetworkRequired
 
     with pytest.raises(NetworkRequired) as err:
         models.load("gpt2-xl")
@@ -132,17 +134,17 @@ def test_converted_cache_corruption_is_detected_and_rebuilt(tmp_path, monkeypatc
     with open(weights, "r+b") as fh:
         fh.seek(weights.stat().st_size // 2)
         fh.write(b"\x00" * 4096)
-    assert not models._verify_converted(target)
+    assert not loading._verify_converted(target)
     caplog.set_level("WARNING")
     again = models.load("smollm2-135m")
     assert "corrupt or partial" in caplog.text
-    assert models._verify_converted(target)
+    assert loading._verify_converted(target)
     for k, v in again.model.state_dict().items():
         assert torch.equal(v, reference[k]), k
     # a partial cache (manifest missing, as after a kill mid-conversion) is rebuilt too
     (target / "seqedit-manifest.json").unlink()
     models.load("smollm2-135m")
-    assert models._verify_converted(target)
+    assert loading._verify_converted(target)
 
 
 def _load_in_process(cache: str, log_path: str) -> str:
@@ -150,14 +152,14 @@ def _load_in_process(cache: str, log_path: str) -> str:
     cache, appending a line to ``log_path`` for every conversion it performs."""
     os.environ["SEQEDIT_CACHE"] = cache
     torch.set_num_threads(1)
-    real = models._convert_gguf
+    real = loading._convert_gguf
 
     def counting(*args, **kwargs):
         with open(log_path, "a") as fh:
             fh.write(f"{os.getpid()}\n")
         return real(*args, **kwargs)
 
-    models._convert_gguf = counting
+    loading._convert_gguf = counting
     lm = models.load("smollm2-135m")
     return lm.identity["gguf_sha256"]
 
@@ -176,5 +178,5 @@ def test_parallel_first_loads_convert_once(tmp_path):
     assert shas[0] == shas[1]
     assert len(log.read_text().split()) == 1
     target = models.converted_cache_dir(models.get_entry("smollm2-135m"), shas[0], tmp_path / "cache")
-    assert models._verify_converted(target)
+    assert loading._verify_converted(target)
     assert not list(target.parent.glob("*.partial*"))

@@ -38,9 +38,9 @@ def register(sub) -> None:
 
 
 def _list(args) -> int:
+    from benchmark.core.settings import SettingError
     from benchmark.data import load_manifests
     from benchmark.data.store import expected_path
-    from benchmark.settings import SettingError
 
     manifests = load_manifests(args.manifests)
     rows = []
@@ -77,9 +77,9 @@ def _verify_one(name: str, data_root, manifests) -> str:
 
 
 def _verify(args) -> int:
+    from benchmark.core.errors import DataError
     from benchmark.data import MissingData, get_manifest, load_manifests
     from benchmark.data.loaders import load_records
-    from benchmark.errors import DataError
 
     if args.path is not None:
         if args.names:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from benchmark.errors import SeqeditError
+from benchmark.core.errors import SeqeditError
 
 
 class EditArgumentError(SeqeditError):

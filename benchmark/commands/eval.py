@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 
-from benchmark.errors import SeqeditError
+from benchmark.core.errors import SeqeditError
 
 
 class EvalArgumentError(SeqeditError):
@@ -77,7 +77,7 @@ def _plain(x: float | None) -> float | None:
 
 
 def run(args) -> int:
-    from benchmark import io
+    from benchmark.core import io
     from benchmark.evaluation.general import TASKS, evaluate_tasks
 
     if args.list:

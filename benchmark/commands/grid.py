@@ -52,7 +52,7 @@ def _run(args) -> int:
 
 
 def _run_grid(args) -> int:
-    from benchmark.errors import SeqeditError
+    from benchmark.core.errors import SeqeditError
     from benchmark.grid import grid_names, load_grid
     from benchmark.runner import format_plan, grid_workdir, plan, run_grid
 
@@ -74,7 +74,7 @@ def _run_grid(args) -> int:
             print(f"workdir: {grid_workdir(grid, args.workdir)}")
         return 0
     if grid.requires.network:
-        from benchmark import settings
+        from benchmark.core import settings
 
         if settings.offline():
             settings.require_network(f"grid {grid.name!r} (its models/data come from the hub)")

@@ -17,7 +17,8 @@ def register(sub) -> None:
 
 
 def _list(args) -> int:
-    from benchmark.models import MODELS, EmbeddedSource, HubSource
+    from benchmark.core.arch import EmbeddedSource, HubSource
+    from benchmark.models import MODELS
 
     print(f"{'name':20} {'source':9} {'arch':7} {'layers':>6} {'d_model':>7} {'d_ffn':>6}  edited matrix")
     for name in MODELS:
@@ -32,8 +33,8 @@ def _list(args) -> int:
 
 def check_model(name: str, device: str = "cpu") -> dict:
     from benchmark import models
+    from benchmark.core.scoring import score_targets
     from benchmark.facts import CHECK_FACTS
-    from benchmark.scoring import score_targets
 
     lm = models.load(name, device=device)
     prompts = [p for p, _, _ in CHECK_FACTS]

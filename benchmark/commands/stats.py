@@ -30,7 +30,8 @@ def hparams_layers(hp) -> list[int]:
 def run(args) -> int:
     import torch
 
-    from benchmark import io, models
+    from benchmark import models
+    from benchmark.core import io
     from editors import create_editor, stats
     from editors.hparams import load_hparams
 

@@ -3,7 +3,7 @@
 Public API (import from ``benchmark.data``):
 
 - ``resolve(name, *, data_root=None, manifest_dir=None) -> Path`` -- the file (or folder,
-  for ``mmlu``) of data set ``name`` under the data root (``benchmark.settings.data_root()``,
+  for ``mmlu``) of data set ``name`` under the data root (``benchmark.core.settings.data_root()``,
   i.e. ``$SEQEDIT_DATA``), after checking it exists and its sha256 matches the manifest.
   Verification is cached by (path, size, mtime, sha256), so repeat calls are cheap.
   A missing file raises ``MissingData`` (a DataError) naming SEQEDIT_DATA, the expected

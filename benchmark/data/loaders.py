@@ -1,7 +1,7 @@
 """Edit-request loaders with record-level validation.
 
 Every record of a file is validated before anything is returned (so a long run never
-starts on bad data); each problem raises :class:`~benchmark.errors.DataError` naming the
+starts on bad data); each problem raises :class:`~benchmark.core.errors.DataError` naming the
 file, the record index (0-based position in the file) and the field.
 
 Formats (``DatasetManifest.format``):
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.core.errors import DataError
+from benchmark.core.requests import EditRequest
 from benchmark.data.manifest import get_manifest
 from benchmark.data.store import verify
-from benchmark.errors import DataError
-from editors.base import EditRequest
 
 log = logging.getLogger(__name__)
 

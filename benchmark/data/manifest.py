@@ -15,8 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from benchmark import settings
-from benchmark.errors import DataError
+from benchmark.core import settings
+from benchmark.core.errors import DataError
 
 #: Record formats the suite knows. Editing formats have record-level validators in
 #: :mod:`benchmark.data.loaders`; the general-ability ones are read by lm-eval tasks.
@@ -162,7 +162,7 @@ def load_manifests(directory: str | Path | None = None) -> dict[str, DatasetMani
 
 def get_manifest(name: str, directory: str | Path | None = None) -> DatasetManifest:
     """The manifest called ``name``; UnknownName (with did-you-mean) otherwise."""
-    from benchmark.registry import UnknownName
+    from benchmark.core.registry import UnknownName
 
     all_ = _load_all(manifest_dir(directory).resolve())
     if name not in all_:

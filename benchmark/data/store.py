@@ -15,10 +15,10 @@ import pickle
 import threading
 from pathlib import Path
 
-from benchmark import io as bio
-from benchmark import settings
+from benchmark.core import io as bio
+from benchmark.core import settings
+from benchmark.core.errors import DataError
 from benchmark.data.manifest import DatasetManifest, get_manifest
-from benchmark.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark import io, settings
+from benchmark.core import io, settings
 from benchmark.evaluation.general import TASKS, TaskInfo, evaluate_tasks
 
 log = logging.getLogger(__name__)

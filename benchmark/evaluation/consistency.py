@@ -44,8 +44,8 @@ class TfidfModel:
 
 def unavailable_reason(data_root=None) -> str | None:
     """None when the consistency files are present and verified, else why the metric is skipped."""
+    from benchmark.core.errors import DataError
     from benchmark.data import get_manifest, verify
-    from benchmark.errors import DataError
 
     for name in REQUIRED:
         try:

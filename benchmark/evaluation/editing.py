@@ -1,4 +1,4 @@
-"""Editing metrics (METHODS.md §4), batched through :func:`benchmark.scoring.score_targets`.
+"""Editing metrics (METHODS.md §4), batched through :func:`benchmark.core.scoring.score_targets`.
 
 All teacher-forced scoring goes through ``score_targets``: the prompt is encoded with the
 tokenizer's special tokens (a BOS-adding tokenizer gets its BOS), the target with none, so
@@ -48,8 +48,8 @@ import logging
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
+from benchmark.core.scoring import TargetScores, score_targets
 from benchmark.evaluation import MetricValue
-from benchmark.scoring import TargetScores, score_targets
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ def consistency(lm, requests: Sequence, *, data_root=None, seed: int = 0, batch_
 def evaluate_editing(loaded_model, requests: Sequence, metrics: Iterable[str] = COUNTERFACT_METRICS, *,
                      batch_size: int = 32, cases: Sequence | None = None, seed: int = 0,
                      gen_batch_size: int = 8, data_root=None) -> dict[str, MetricValue]:
-    """Compute ``metrics`` on ``loaded_model`` (a benchmark.models.LoadedModel).
+    """Compute ``metrics`` on ``loaded_model`` (a benchmark.core.arch.LoadedModel).
 
     ``requests`` are the edited facts to evaluate (chosen by the runner's EvalTiming);
     ``cases`` the MQuAKE cases for ``mquake_multihop`` (default: rebuilt from MQuAKE

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmark import settings
+from benchmark.core import settings
+from benchmark.core.registry import Registry
 from benchmark.evaluation import MetricValue
-from benchmark.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,7 @@ def make_lm(loaded_model, *, batch_size: int, max_length: int | None = None):
 def evaluate_tasks(loaded_model, tasks: Iterable[str], limit: int | Mapping[str, int] | None = None,
                    batch_size: int = 8, apply_chat_template: bool = False,
                    log_samples: bool = True, max_length: int | None = None) -> GeneralResults:
-    """Evaluate ``loaded_model`` (a :class:`benchmark.models.LoadedModel`) on suite tasks.
+    """Evaluate ``loaded_model`` (a :class:`benchmark.core.arch.LoadedModel`) on suite tasks.
 
     ``limit``: the first N documents of every task, or a per-task mapping (missing tasks:
     all documents). ``apply_chat_template`` wraps each prompt in the tokenizer's chat

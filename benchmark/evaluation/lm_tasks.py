@@ -6,7 +6,7 @@ How data paths reach lm-eval: a task YAML cannot read the data root, so every ta
 lm-eval calls the loader when it builds the task; the loader resolves the file through
 :func:`benchmark.data.resolve` (the data root from ``$SEQEDIT_DATA``, sha256-verified
 against ``tasks/datasets/<name>.yaml``), parses and validates it (a bad record raises
-:class:`~benchmark.errors.DataError` naming file, record and field), builds each prompt in
+:class:`~benchmark.core.errors.DataError` naming file, record and field), builds each prompt in
 Python and returns an in-memory ``datasets.Dataset`` (no hub, no datasets cache).
 ``tasks/lm_eval/utils.py`` only re-exports the functions below.
 
@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmark import settings
-from benchmark.errors import DataError
+from benchmark.core import settings
+from benchmark.core.errors import DataError
 from benchmark.evaluation import text_metrics as tm
 
 log = logging.getLogger(__name__)

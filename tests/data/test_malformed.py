@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
+from benchmark.core.errors import DataError
 from benchmark.data.loaders import load_records
-from benchmark.errors import DataError
 
 from .conftest import GOOD_CF, GOOD_MQUAKE, GOOD_ROME, GOOD_ZSRE, copies
 
@@ -231,8 +231,8 @@ def test_manifest_invalid_yaml(tmp_path):
 
 
 def test_unknown_dataset_and_split(tmp_path):
+    from benchmark.core.registry import UnknownName
     from benchmark.data import load_requests
-    from benchmark.registry import UnknownName
 
     with pytest.raises(UnknownName, match="Did you mean 'counterfact-edit'"):
         load_requests("counterfact-edt")

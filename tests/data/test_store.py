@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from benchmark import data as bdata
+from benchmark.core.settings import NetworkRequired
 from benchmark.data import store
-from benchmark.settings import NetworkRequired
 
 
 def test_every_mirrored_manifest_verifies(data_root):
@@ -25,7 +25,7 @@ def test_every_mirrored_manifest_verifies(data_root):
 
 
 def test_manifest_hashes_recomputed_independently(data_root):
-    # hashlib over the raw bytes, not benchmark.io; and sha256sum-style lines for folders
+    # hashlib over the raw bytes, not benchmark.core.io; and sha256sum-style lines for folders
     for m in bdata.load_manifests().values():
         if not m.mirrored:
             continue

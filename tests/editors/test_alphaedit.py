@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from benchmark import models
-from benchmark.models import to_out_in
+from benchmark.core import arch as core_arch
+from benchmark.core.arch import to_out_in
 from editors import stats
 from editors.alphaedit import AlphaEdit
 from editors.base import apply_delta
@@ -49,7 +50,7 @@ def test_alphaedit_annihilates_the_preserved_keys(name, cache):
         assert 0 < keep.shape[1] < c0.shape[0]
         K0 = keep @ np.random.default_rng(0).standard_normal((keep.shape[1], 20))
         md = delta.matrices[lm.arch.down_name(layer)]
-        W = to_out_in(models.down_weight(lm.model, lm.arch, layer), lm.arch.layout)
+        W = to_out_in(core_arch.down_weight(lm.model, lm.arch, layer), lm.arch.layout)
         assert md.A.shape == (W.shape[0], 3) and md.B.shape == (W.shape[1], 3)
         dW = md.A.double().numpy() @ md.B.double().numpy().T
         assert np.isfinite(dW).all() and np.abs(dW).max() > 0

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 from editors import hparams as H
 
 

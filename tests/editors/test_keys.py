@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from benchmark import models
+from benchmark.core.requests import EditRequest
 from editors import keys
-from editors.base import EditRequest
 from editors.hparams import TargetSpec, TemplateSpec
 
 REQ = EditRequest("0", "The mother tongue of Danielle Darrieux is", "Danielle Darrieux", "English", "French")

@@ -14,9 +14,11 @@ import pytest
 import torch
 
 from benchmark import models
-from benchmark.models import get_module, to_out_in
+from benchmark.core import arch as core_arch
+from benchmark.core.arch import get_module, to_out_in
+from benchmark.core.requests import EditRequest
 from editors import keys
-from editors.base import EditRequest, apply_delta
+from editors.base import apply_delta
 from editors.hparams import parse_hparams
 from editors.memit import MEMIT, SequentialMEMIT
 
@@ -89,7 +91,7 @@ def test_memit_delta_shapes_rank_and_model_untouched(name, stats_cache):
     assert sorted(delta.matrices) == sorted(lm.arch.down_name(layer) for layer in hp.layers)
     for layer in hp.layers:
         md = delta.matrices[lm.arch.down_name(layer)]
-        W = to_out_in(models.down_weight(lm.model, lm.arch, layer), lm.arch.layout)
+        W = to_out_in(core_arch.down_weight(lm.model, lm.arch, layer), lm.arch.layout)
         assert md.layout == lm.arch.layout
         assert md.A.shape == (W.shape[0], 3) and md.B.shape == (W.shape[1], 3)
         dense = (md.A.double() @ md.B.double().T).numpy()

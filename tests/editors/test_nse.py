@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from benchmark import models
-from benchmark.models import to_out_in
+from benchmark.core import arch as core_arch
+from benchmark.core.arch import to_out_in
 from editors import keys
 from editors.base import apply_delta
 from editors.hparams import parse_hparams
@@ -47,7 +48,7 @@ def test_nse_delta_shapes_and_band_edits_everything_in_it(name, cache):
     assert 1 <= delta.info["n_passes"] <= 2 and delta.info["outliers_skipped"] == 0
     for layer in hp.layers:
         md = delta.matrices[lm.arch.down_name(layer)]
-        W = to_out_in(models.down_weight(lm.model, lm.arch, layer), lm.arch.layout)
+        W = to_out_in(core_arch.down_weight(lm.model, lm.arch, layer), lm.arch.layout)
         assert md.A.shape[0] == W.shape[0] and md.B.shape[0] == W.shape[1]
         assert md.A.shape[1] == md.B.shape[1] == 3 * delta.info["n_passes"]
         assert torch.isfinite(md.to_dense()).all() and md.to_dense().norm() > 0

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.models import down_weight, to_out_in
+from benchmark.core.arch import down_weight, to_out_in
+from benchmark.core.requests import EditRequest
 from editors import create_editor, keys
-from editors.base import EditRequest, apply_delta
+from editors.base import apply_delta
 from editors.rome import rome_closed_form
 
 REQ = EditRequest("0", "The mother tongue of Danielle Darrieux is", "Danielle Darrieux", "English", "French")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from benchmark import models
+from benchmark.core import arch as core_arch
 from editors import stats
 from editors.hparams import StatsSpec
 from tests.editors.conftest import write_corpus
@@ -23,7 +24,7 @@ def _direct_c0(lm, layer, data_root, spec):
     chunks = stats.chunk_documents(lm.tokenizer, docs, spec.n_samples, spec.context_cap,
                                    lm.arch.adds_bos)
     rows = []
-    mod = models.get_module(lm.model, lm.arch.down_name(layer))
+    mod = core_arch.get_module(lm.model, lm.arch.down_name(layer))
     h = mod.register_forward_pre_hook(lambda m, a: rows.append(a[0][0].double().numpy()))
     try:
         with torch.no_grad():
@@ -131,7 +132,7 @@ def test_derived_artifact_cached_under_extended_key(corpus_root, stats_cache):
 
 
 def test_missing_corpus_is_a_data_error(tmp_path, stats_cache):
-    from benchmark.errors import DataError
+    from benchmark.core.errors import DataError
 
     lm = models.load("tiny-gpt2")
     (tmp_path / "empty").mkdir()

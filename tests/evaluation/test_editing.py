@@ -1,6 +1,6 @@
 """Editing metrics on tiny random models against a direct computation of the probabilities.
 
-The direct computation never uses the tokenizer or benchmark.scoring: the tiny models use a
+The direct computation never uses the tokenizer or benchmark.core.scoring: the tiny models use a
 byte vocabulary (id = byte value, <bos> = 257), so the ids of a prompt are its UTF-8 bytes
 (after <bos> for tiny-llama, whose tokenizer adds one; tiny-gpt2's does not) and the ids
 of a target are the bytes of " " + target. One unpadded forward pass over the concatenated
@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from benchmark import models
+from benchmark.core.requests import EditRequest
 from benchmark.evaluation import editing
 from benchmark.evaluation.editing import EvalTiming, evaluate_editing
-from editors.base import EditRequest
 
 BOS = 257
 

@@ -266,8 +266,8 @@ def test_the_in_memory_model_is_evaluated(tiny_llama):
     fact's margin is (bytes of " false" - bytes of " true") * log 260."""
     import torch
 
+    from benchmark.core.settings import TASKS_DIR
     from benchmark.evaluation.general import evaluate_tasks
-    from benchmark.settings import TASKS_DIR
 
     facts = [json.loads(line) for line in
              (TASKS_DIR / "lm_eval/known_facts.jsonl").read_text().splitlines()[:6]]
@@ -295,8 +295,8 @@ def test_task_objects_are_cached_between_calls():
 
 
 def test_unknown_task_suggests_the_close_name():
+    from benchmark.core.registry import UnknownName
     from benchmark.evaluation.general import TASKS
-    from benchmark.registry import UnknownName
 
     with pytest.raises(UnknownName, match="prune_nli"):
         TASKS.get("prune_nl")
@@ -346,7 +346,7 @@ def test_wikitext_heldout_is_disjoint_from_the_statistics_half(data_root):
 
 
 def test_known_facts_are_well_formed_and_not_counterfact_subjects(data_root):
-    from benchmark.settings import TASKS_DIR
+    from benchmark.core.settings import TASKS_DIR
 
     facts = [json.loads(line) for line in
              (TASKS_DIR / "lm_eval/known_facts.jsonl").read_text().splitlines()]
@@ -387,7 +387,7 @@ def test_piqa_labels_line_up(data_root):
 
 
 def test_malformed_record_names_file_record_and_field(tmp_path, monkeypatch):
-    from benchmark.errors import DataError
+    from benchmark.core.errors import DataError
     from benchmark.evaluation import lm_tasks
 
     bad = tmp_path / "reasoning.jsonl"

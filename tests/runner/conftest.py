@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from benchmark.components import Components, EditorBundle
+from benchmark.core.requests import EditRequest
 from benchmark.evaluation import MetricValue
 from benchmark.grid import NameCheckers, parse_grid
-from editors.base import Delta, EditRequest, MatrixDelta
+from editors.base import Delta, MatrixDelta
 
 FAKE_NAMES = NameCheckers(
     models=lambda: ["tiny-llama", "tiny-gpt2", "tiny-gemma", "smollm2-135m"],

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark import SUITE_VERSION, settings
+from benchmark import SUITE_VERSION
 from benchmark.compare import compare, has_regression
+from benchmark.core import settings
 from benchmark.grid import load_grid
 from benchmark.runner import run_grid
 

@@ -187,7 +187,7 @@ def test_shipped_tolerances_load_and_cover_headline_metrics():
 def test_bad_tolerances_file_names_field(tmp_path):
     path = tmp_path / "tol.yaml"
     path.write_text("schema_version: 1\nrules:\n  - {match: '*', abs: -1}\n")
-    from benchmark.errors import DataError
+    from benchmark.core.errors import DataError
 
     with pytest.raises(DataError) as info:
         load_tolerances(path)
@@ -200,7 +200,7 @@ def test_committed_smoke_results_compare(metric_path, tmp_path, capsys):
     """The issue's check on the committed smoke results: against themselves exit 0; with one
     headline metric of one row worsened by twice its tolerance (read from the shipped
     tolerances file), exit 1 naming the metric."""
-    from benchmark import settings
+    from benchmark.core import settings
 
     smoke = settings.RESULTS_DIR / "v1" / "smoke"
     assert main(["compare", str(smoke), str(smoke)]) == 0

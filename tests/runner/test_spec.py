@@ -35,7 +35,7 @@ def test_hash_is_sha256_of_canonical_json():
 def test_hash_stable_across_processes():
     code = ("from tests.runner.test_spec import base_spec; print(base_spec().spec_hash())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(__import__("benchmark.settings").settings.REPO_ROOT))
+                         cwd=str(__import__("benchmark.core.settings").core.settings.REPO_ROOT))
     assert out.stdout.strip() == base_spec().spec_hash()
 
 

@@ -16,7 +16,7 @@ CACHE_ENV = "SEQEDIT_CACHE"
 #: Set to "0" to allow network access (hub models, canonical data URLs).
 OFFLINE_ENV = "SEQEDIT_OFFLINE"
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: Repository root (the suite is installed editable; tasks/ and results/ live here).
 REPO_ROOT = PACKAGE_DIR.parent
 TASKS_DIR = REPO_ROOT / "tasks"

