@@ -1,4 +1,4 @@
-"""PRUNE: Perturbation Restraint on Upper bouNd for Editing (METHODS.md §1).
+"""PRUNE: Perturbation Restraint on Upper bouNd for Editing (docs/methods.md §3.1).
 
 Restraint of one edited matrix with original (unedited) weight ``W0`` (``out x in``) and
 accumulated update ``ΔW`` (``W_n = W0 + ΔW``):

@@ -1,4 +1,4 @@
-"""RECT: RElative Change in weighT (METHODS.md §2).
+"""RECT: RElative Change in weighT (docs/methods.md §3.2).
 
 Per edit (per batch for batch editors) and separately per edited matrix: with ``W_prev``
 the weight just before this edit and ``ΔW`` this edit's update,

@@ -1,4 +1,4 @@
-"""Spectrum tracking of edited matrices (METHODS.md §1: the condition-number claim).
+"""Spectrum tracking of edited matrices (docs/methods.md §4; the condition-number claim is §3.1).
 
 Per edited matrix and checkpoint the suite records, of the current weight ``W``:
 σ_max(W), σ_min(W) and κ(W) = σ_max/σ_min over the min(out, in) singular values; and of

@@ -8,7 +8,7 @@ import numpy as np
 
 
 def np_F(s: np.ndarray, m: float, alpha) -> np.ndarray:
-    """PRUNE's F stated directly (METHODS.md §1), one value at a time."""
+    """PRUNE's F stated directly (docs/methods.md §3.1), one value at a time."""
     out = np.array(s, dtype=np.float64, copy=True)
     for i, x in enumerate(out):
         if x >= m:

@@ -1,4 +1,4 @@
-"""PRUNE against an independent numpy statement of F, plus properties (METHODS.md §1)."""
+"""PRUNE against an independent numpy statement of F, plus properties (docs/methods.md §3.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RECT against a numpy stable argsort (METHODS.md §2)."""
+"""RECT against a numpy stable argsort (docs/methods.md §3.2)."""
 
 from __future__ import annotations
 
