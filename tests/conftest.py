@@ -1,6 +1,7 @@
 """Shared test configuration.
 
-- No network: every socket connection to a non-loopback address fails the test.
+- No network: any connection, datagram or name lookup to a non-loopback address fails
+  the test (tests/netguard.py).
 - The data root is ../shared/data beside the checkout unless SEQEDIT_DATA is set.
 - Caches go to a per-session temporary folder unless SEQEDIT_CACHE is set, except the
   converted embedded models, which are reused from the user cache (see embedded_cache).
@@ -9,10 +10,11 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
+
+from tests import netguard
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("SEQEDIT_DATA", str((REPO.parent / "shared" / "data").resolve()))
@@ -21,35 +23,7 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 os.environ["SEQEDIT_OFFLINE"] = "1"
 
 
-class NetworkBlocked(RuntimeError):
-    pass
-
-
-_real_connect = socket.socket.connect
-_real_create_connection = socket.create_connection
-
-
-def _is_local(address) -> bool:
-    if isinstance(address, tuple) and address:
-        host = str(address[0])
-        return host in ("localhost", "::1") or host.startswith("127.")
-    return isinstance(address, (str, bytes))  # AF_UNIX paths
-
-
-def _guarded_connect(self, address):
-    if not _is_local(address):
-        raise NetworkBlocked(f"test tried to open a network connection to {address!r}")
-    return _real_connect(self, address)
-
-
-def _guarded_create_connection(address, *args, **kwargs):
-    if not _is_local(address):
-        raise NetworkBlocked(f"test tried to open a network connection to {address!r}")
-    return _real_create_connection(address, *args, **kwargs)
-
-
-socket.socket.connect = _guarded_connect
-socket.create_connection = _guarded_create_connection
+netguard.install()
 
 
 @pytest.fixture(scope="session")
