@@ -19,7 +19,8 @@ import torch
 from benchmark.components import Components, EditorBundle
 from benchmark.core.requests import EditRequest
 from benchmark.evaluation import MetricValue
-from benchmark.grid import NameCheckers, parse_grid
+from benchmark.grid import parse_grid
+from benchmark.grid_checks import NameCheckers
 from editors.base import Delta, MatrixDelta
 
 FAKE_NAMES = NameCheckers(

@@ -6,7 +6,9 @@ import textwrap
 
 import pytest
 
-from benchmark.grid import GridError, NameCheckers, load_grid, parse_grid
+from benchmark.grid import load_grid, parse_grid
+from benchmark.grid_checks import NameCheckers
+from benchmark.grid_schema import GridError
 from tests.runner.conftest import FAKE_NAMES
 
 GOOD = """\

@@ -1,0 +1,129 @@
+"""Checks of a grid block against the registries: model, editor, data set, task and metric
+names (with did-you-mean), data set sizes, checkpoints and per-editor hparams overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.core.errors import DataError
+from benchmark.core.registry import UnknownName
+from benchmark.grid_schema import Axes, GridError, field_path
+from benchmark.spec import EvalSpec
+
+
+def _known_models() -> list[str]:
+    from benchmark.models import MODELS
+
+    return MODELS.names()
+
+
+def _known_editors() -> list[str]:
+    from editors import EDITORS
+
+    return EDITORS.names()
+
+
+def _known_datasets() -> list[str]:
+    from benchmark.data import load_manifests
+    from benchmark.data.loaders import FAMILIES, PARSERS
+
+    return sorted(set(FAMILIES) | {n for n, m in load_manifests().items() if m.format in PARSERS})
+
+
+def _known_tasks() -> list[str]:
+    from benchmark.evaluation.general import task_names
+
+    return task_names()
+
+
+def _known_editing_metrics() -> list[str]:
+    from benchmark.evaluation.editing import ALL_METRICS
+
+    return list(ALL_METRICS)
+
+
+def _dataset_size(name: str, split: str) -> int | None:
+    """Usable records of a data set split from its manifest (None when unknown)."""
+    from benchmark.data import get_manifest
+    from benchmark.data.loaders import FAMILIES
+
+    try:
+        m = get_manifest(FAMILIES[name].get(split, name) if name in FAMILIES else name)
+    except Exception:  # noqa: BLE001 - an unknown size is simply not checked here
+        return None
+    if m.records is None:
+        return None
+    return m.records - len(m.exclude_records)
+
+
+@dataclass(frozen=True)
+class NameCheckers:
+    """Sources of valid names (injectable for tests). An empty list disables a check."""
+
+    models: Callable[[], list[str]] = _known_models
+    editors: Callable[[], list[str]] = _known_editors
+    datasets: Callable[[], list[str]] = _known_datasets
+    tasks: Callable[[], list[str]] = _known_tasks
+    editing_metrics: Callable[[], list[str]] = _known_editing_metrics
+    dataset_size: Callable[[str, str], int | None] = _dataset_size
+    check_hparams: bool = True
+
+
+def _check_name(path: Path, field: str, name: str, kind: str, known: list[str]) -> None:
+    if known and name not in known:
+        raise GridError(path, str(UnknownName(kind, name, known)), field=field)
+
+
+def check_names(path: Path, axes: Axes, prefix: str, names: NameCheckers) -> None:
+    """Raise GridError (file, field under ``prefix``) on the first name or size that is wrong."""
+    known = names.models()
+    for i, m in enumerate(axes.models or []):
+        _check_name(path, field_path(("models", i), prefix), m, "model", known)
+    known = names.editors()
+    for i, e in enumerate(axes.editors or []):
+        _check_name(path, field_path(("editors", i), prefix), e, "editor", known)
+    for e in (axes.hparams or {}):
+        if e not in (axes.editors or []):
+            raise GridError(path, f"overrides for editor {e!r}, which is not in editors",
+                            field=field_path(("hparams", e), prefix))
+    known = names.datasets()
+    for i, d in enumerate(axes.datasets or []):
+        _check_name(path, field_path(("datasets", i, "name"), prefix), d.name, "dataset", known)
+        size = names.dataset_size(d.name, d.split)
+        if size is not None and axes.n_edits and d.offset + axes.n_edits > size:
+            raise GridError(path, f"{d.name}:{d.split} has {size} usable records; offset "
+                            f"{d.offset} + n_edits {axes.n_edits} needs more",
+                            field=field_path(("n_edits",), prefix))
+    ev = axes.evaluation or EvalSpec()
+    known = names.tasks()
+    for i, t in enumerate(ev.tasks):
+        _check_name(path, field_path(("evaluation", "tasks", i, "name"), prefix), t.name, "task",
+                    known)
+    known = names.editing_metrics()
+    for i, m in enumerate(ev.editing_metrics):
+        _check_name(path, field_path(("evaluation", "editing_metrics", i), prefix), m,
+                    "editing metric", known)
+    n = axes.n_edits or 0
+    for i, c in enumerate(axes.checkpoints or []):
+        if c > n:
+            raise GridError(path, f"checkpoint {c} exceeds n_edits {n}",
+                            field=field_path(("checkpoints", i), prefix))
+    if names.check_hparams:
+        _check_hparams(path, axes, prefix)
+
+
+def _check_hparams(path: Path, axes: Axes, prefix: str) -> None:
+    from editors.hparams import HPARAMS_SCHEMAS, load_hparams
+
+    for e in axes.editors or []:
+        if e not in HPARAMS_SCHEMAS:
+            continue
+        overrides = (axes.hparams or {}).get(e) or {}
+        for m in axes.models or []:
+            try:
+                load_hparams(e, m, overrides)
+            except DataError as exc:
+                field = field_path(("hparams", e) + ((exc.field,) if exc.field else ()), prefix)
+                raise GridError(path, f"editor {e!r} on model {m!r}: {exc}", field=field) from None
