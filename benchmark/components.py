@@ -1,6 +1,6 @@
 """The pieces a trajectory is built from, behind small callables (injectable in tests).
 
-The trajectory (:mod:`benchmark.trajectory`) never imports editors, restraints or
+The cell (:mod:`benchmark.cell`) never imports editors, restraints or
 evaluators directly: it receives a :class:`Components` whose defaults adapt the real
 modules (``editors``, ``prune``, ``benchmark.data``, ``benchmark.evaluation``). Tests
 swap in fakes (a counting editor, cheap evaluators, a kill hook).
@@ -9,16 +9,15 @@ swap in fakes (a counting editor, cheap evaluators, a kill hook).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from benchmark.evaluation import MetricValue
 from benchmark.spec import DatasetSpec, NoRestraint, PruneSpec, RectSpec, TaskSpec
-
-#: An update: dense ``out x in`` tensor or factors ``(A, B)`` with ΔW = A @ B.T (prune.linalg).
-Update = Any
+from editors.base import Editor
+from prune.linalg import Update
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
            "float16": torch.float16}
@@ -32,7 +31,7 @@ def torch_dtype(name: str) -> torch.dtype:
 class EditorBundle:
     """An editor plus what provenance records about its configuration."""
 
-    editor: Any
+    editor: Editor
     hparams: dict[str, Any]
     hparams_hash: str | None
     stats_keys: tuple[dict[str, Any], ...] = ()
@@ -192,4 +191,3 @@ class Hooks:
 
     after_edit: Callable[[int], None] | None = None
     on_compute: Callable[[str, Sequence], None] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)

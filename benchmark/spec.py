@@ -9,7 +9,7 @@ two cells share a folder exactly when they would produce the same records.
 What does not change results (where checkpoints are saved, how often state is written, the
 device) is a run option, not part of the spec (see :mod:`benchmark.runner`).
 
-Restraints come in two roles (METHODS.md §1-2, DESIGN.md "Data flow"):
+Restraints come in two roles (docs/methods.md, restraints):
 
 - trajectory restraints change later edits: ``none``, ``rect`` (per edit, against the
   weight just before it) and ``prune`` with ``mode: online``;
@@ -56,7 +56,7 @@ class NoRestraint(_Frozen):
 
 
 class RectSpec(_Frozen):
-    """RECT (METHODS.md §2): keep the top ``keep`` fraction of relative changes per edit."""
+    """RECT (docs/methods.md, RECT): keep the top ``keep`` fraction of relative changes per edit."""
 
     kind: Literal["rect"] = "rect"
     keep: float = Field(0.4, gt=0.0, le=1.0)
@@ -68,7 +68,7 @@ class RectSpec(_Frozen):
 
 
 class PruneSpec(_Frozen):
-    """PRUNE (METHODS.md §1). ``variant``: ``standard`` gives W0 + F(ΔW); ``double_add``
+    """PRUNE (docs/methods.md, PRUNE). ``variant``: ``standard`` gives W0 + F(ΔW); ``double_add``
     reproduces the AlphaEdit/NSE-repository baseline W0 + ΔW + F(ΔW) (never a default)."""
 
     kind: Literal["prune"] = "prune"
@@ -125,7 +125,7 @@ _TIMING_ALIASES = {"after_each_edit": "each", "first_n_at_checkpoint": "first-n"
 
 
 class EvalSpec(_Frozen):
-    """The evaluation protocol of a cell (METHODS.md §4 "Evaluation timing").
+    """The evaluation protocol of a cell (docs/methods.md, protocols: evaluation timing).
 
     - ``first-n``: at checkpoint n, the first n edited facts on the model after n edits (PRUNE).
     - ``final``: editing metrics only at the last checkpoint, over every fact of the
@@ -237,10 +237,6 @@ class CellSpec(_Frozen):
     def folder(self) -> str:
         """The cell's folder name: a readable slug and the spec hash."""
         return f"{self.slug}-{self.short_hash}"
-
-    @property
-    def n_batches(self) -> int:
-        return math.ceil(self.n_edits / self.batch_size)
 
     def describe(self) -> dict[str, Any]:
         """The columns that identify a cell in records and tables."""

@@ -53,8 +53,9 @@ def _run(args) -> int:
 
 def _run_grid(args) -> int:
     from benchmark.core.errors import SeqeditError
+    from benchmark.cost import format_plan, plan
     from benchmark.grid import grid_names, load_grid
-    from benchmark.runner import format_plan, grid_workdir, plan, run_grid
+    from benchmark.runner import grid_workdir, run_grid
 
     if args.list or not args.grid:
         if not args.list:

@@ -11,8 +11,9 @@ import pytest
 from benchmark.components import EditorBundle, default_load_requests
 from benchmark.components import Hooks as _Hooks
 from benchmark.grid import parse_grid
+from benchmark.publish import collect_records
 from benchmark.results import records_to_jsonl
-from benchmark.runner import collect_records, grid_workdir, run_grid
+from benchmark.runner import grid_workdir, run_grid
 from tests.runner.conftest import FAKE_NAMES, make_components
 
 GRID = """\

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from benchmark.cli import main
+from benchmark.cost import plan
 from benchmark.grid import grid_names, load_grid
-from benchmark.runner import plan
 
 
 def test_shipped_grids_present():

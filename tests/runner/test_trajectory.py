@@ -2,7 +2,7 @@
 
 The fake editor (conftest) draws rank-1 updates from the global torch RNG, so the exact
 weights of every checkpoint can be recomputed here independently with numpy; PRUNE and
-RECT are checked against direct numpy statements of METHODS.md §1-2.
+RECT are checked against direct numpy statements of docs/methods.md (restraints: PRUNE, RECT).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from benchmark.components import Hooks
-from benchmark.evaluation import MetricValue
+from benchmark.evaluation import MetricValue, pooled
 from benchmark.grid import parse_grid
+from benchmark.publish import collect_records
 from benchmark.results import read_records, records_to_jsonl
-from benchmark.runner import collect_records, grid_workdir, run_grid
-from benchmark.trajectory import pooled
+from benchmark.runner import grid_workdir, run_grid
 from tests.runner.conftest import FAKE_NAMES, FakeEditor, make_components
 
 
@@ -246,7 +246,7 @@ def test_inactive_prune_variant_reuses_unrestrained_records(tmp_path, grid_facto
     comps = dataclasses.replace(base_comps, evaluate_tasks=counting_tasks)
     _run(grid, tmp_path, comps)
     recs = _records(grid, tmp_path)
-    # PRUNE acts at a checkpoint iff σ_max(ΔW) ≥ m = σ_max(W0) (METHODS.md §1); m here
+    # PRUNE acts at a checkpoint iff σ_max(ΔW) ≥ m = σ_max(W0) (docs/methods.md, PRUNE); m here
     # from numpy on the unedited weight, σ_max(ΔW) from the "none" spectrum records
     from benchmark import models
 
@@ -270,7 +270,7 @@ def test_inactive_prune_variant_reuses_unrestrained_records(tmp_path, grid_facto
 
 
 def _np_prune(w0: np.ndarray, dw: np.ndarray) -> np.ndarray:
-    """METHODS.md §1 with alpha e: W0 + U F(Σ) Vᵀ, F(σ) = ln σ − ln m + m for σ ≥ m."""
+    """docs/methods.md, PRUNE, with alpha e: W0 + U F(Σ) Vᵀ, F(σ) = ln σ − ln m + m for σ ≥ m."""
     m = np.linalg.svd(w0, compute_uv=False)[0]
     u, s, vt = np.linalg.svd(dw, full_matrices=False)
     f = np.where(s >= m, np.log(np.maximum(s, m)) - np.log(m) + m, s)
@@ -278,7 +278,7 @@ def _np_prune(w0: np.ndarray, dw: np.ndarray) -> np.ndarray:
 
 
 def _np_rect_step(w_prev: np.ndarray, d: np.ndarray, keep: float) -> np.ndarray:
-    """METHODS.md §2: keep the ceil(keep·numel) largest |ΔW|/(|W|+ε) entries."""
+    """docs/methods.md, RECT: keep the ceil(keep·numel) largest |ΔW|/(|W|+ε) entries."""
     score = np.abs(d) / (np.abs(w_prev) + 1e-8)
     k = math.ceil(keep * d.size)
     thresh = np.sort(score.ravel())[::-1][k - 1]

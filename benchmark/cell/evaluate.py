@@ -1,0 +1,157 @@
+"""Evaluation of the model as it is now, into result records.
+
+Editing metrics follow the cell's evaluation timing (``first-n``: the first n facts at
+checkpoint n; ``final``: every fact at the last checkpoint; ``each``: every batch right
+after its own edit, pooled at the checkpoints); general abilities at every checkpoint;
+spectrum figures of every edited matrix. Each evaluation runs under its own RNG seeded
+from the cell seed, the checkpoint and the variant. Evaluations of the unedited model
+(checkpoint 0) are shared by the cells of a grid through a small cache.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+from benchmark.cell.rng import derived_seed, isolated_rng
+from benchmark.cell.state import CellRun
+from benchmark.core import io
+from benchmark.core.arch import to_out_in
+from benchmark.core.requests import EditRequest
+from benchmark.evaluation import MetricValue, as_metric_value, pooled
+from benchmark.results import Record, finite_or_none
+from prune.linalg import Update
+
+Metrics = Mapping[str, object]  # metric name -> MetricValue (or what as_metric_value reads)
+
+
+def records(run: CellRun, n: int, variant: str, kind: str, task: str,
+            metrics: Metrics) -> list[Record]:
+    d = run.spec.describe()
+    out = []
+    for metric, raw in sorted(metrics.items()):
+        mv = as_metric_value(raw)
+        out.append(Record(grid=run.ctx.grid, cell=d["cell"], model=d["model"], editor=d["editor"],
+                          dataset=d["dataset"], trajectory=d["trajectory"],
+                          batch_size=d["batch_size"], seed=d["seed"], timing=d["timing"],
+                          n_edits=n, variant=variant, kind=kind, task=task, metric=metric,
+                          value=finite_or_none(mv.value), n=int(mv.n),
+                          stderr=finite_or_none(mv.stderr)))
+    return out
+
+
+def evaluate_each(run: CellRun, batch: Sequence[EditRequest]) -> None:
+    """``each`` timing: score the batch just edited (pooled later at the checkpoints)."""
+    ev = run.spec.evaluation
+    seed = derived_seed(run.spec.seed, "each", run.cursor)
+    with run.phase("evaluation"), isolated_rng(seed):
+        scores = run.comps.evaluate_editing(run.loaded, batch, ev.editing_metrics, ev.batch_size)
+    run.each.append({k: as_metric_value(v) for k, v in scores.items()})
+
+
+def _cached(run: CellRun, kind: str, key: dict, compute: Callable[[], dict]) -> dict:
+    """Unedited-model evaluations are shared by every cell of a grid through a small cache
+    (a file lock makes parallel cells wait for one computation instead of repeating it)."""
+    if run.ctx.baseline_dir is None:
+        return compute()
+    path = run.ctx.baseline_dir / f"{kind}-{io.sha256_json(key)[:24]}.json"
+    with io.file_lock(path.with_suffix(".lock")):
+        if path.is_file():
+            return _decode_metrics(json.loads(path.read_text()))
+        out = compute()
+        io.write_json(path, {"key": key, "metrics": _encode_metrics(out)})
+        return out
+
+
+def _encode_metrics(m: Mapping[str, object]) -> dict:
+    return {k: (_encode_metrics(v) if isinstance(v, dict) else as_metric_value(v).to_dict())
+            for k, v in m.items()}
+
+
+def _decode_metrics(raw: dict) -> dict:
+    def dec(d: dict) -> dict:
+        return {k: (MetricValue(**v) if "value" in v and "n" in v else dec(v)) for k, v in d.items()}
+
+    return dec(raw["metrics"])
+
+
+def _editing_requests(run: CellRun, n: int) -> list[EditRequest] | None:
+    timing = run.spec.evaluation.timing
+    if n == 0:
+        return run.requests  # pre-edit baseline of every fact of the trajectory
+    if timing == "first-n":
+        return run.requests[:n]
+    if timing == "final":
+        return run.requests if n == run.spec.n_edits else None
+    return None  # "each": pooled separately
+
+
+def _editing(run: CellRun, n: int, variant: str, seed: int) -> list[Record]:
+    spec, ev = run.spec, run.spec.evaluation
+    reqs = _editing_requests(run, n)
+    if ev.editing_metrics and reqs is not None:
+        def editing() -> dict:
+            return run.comps.evaluate_editing(run.loaded, reqs, ev.editing_metrics, ev.batch_size)
+
+        if n == 0:
+            key = {"model": run.loaded.identity or {}, "dtype": spec.dtype,
+                   "device": run.ctx.device, "metrics": list(ev.editing_metrics),
+                   "batch_size": ev.batch_size, "seed": seed,
+                   "requests": [r.case_id for r in reqs], "dataset": spec.dataset.canonical()}
+            scores = _cached(run, "editing", key, editing)
+        else:
+            scores = editing()
+        return records(run, n, variant, "editing", spec.dataset.name, scores)
+    if ev.editing_metrics and ev.timing == "each" and variant == "none":
+        batches = run.each[:math.ceil(n / spec.batch_size)]
+        names = sorted({m for d in batches for m in d})
+        return records(run, n, variant, "editing", spec.dataset.name,
+                       {m: pooled([d[m] for d in batches if m in d]) for m in names})
+    return []
+
+
+def _general(run: CellRun, n: int, variant: str, seed: int) -> list[Record]:
+    spec, ev = run.spec, run.spec.evaluation
+    if not ev.tasks:
+        return []
+
+    def general() -> dict:
+        return run.comps.evaluate_tasks(run.loaded, ev.tasks, ev.batch_size, ev.chat_template)
+
+    if n == 0:
+        key = {"model": run.loaded.identity or {}, "dtype": spec.dtype, "device": run.ctx.device,
+               "tasks": [t.canonical() for t in ev.tasks], "batch_size": ev.batch_size,
+               "chat_template": ev.chat_template, "seed": seed}
+        results = _cached(run, "general", key, general)
+    else:
+        results = general()
+    run.task_hashes.update(getattr(results, "task_hashes", {}) or {})
+    out = []
+    for task, metrics in sorted(results.items()):
+        out += records(run, n, variant, "general", task, metrics)
+    return out
+
+
+def _spectrum(run: CellRun, n: int, variant: str, deltas: Mapping[str, Update]) -> list[Record]:
+    out = []
+    with run.phase("spectrum"):
+        for name in sorted(run.w0):
+            w = to_out_in(run.weight(name).detach(), run.layouts[name])
+            figures = run.comps.spectrum(w, deltas.get(name) if n > 0 else None)
+            out += records(run, n, variant, "spectrum", name,
+                           {k: MetricValue(float("nan") if v is None else float(v), 1, None)
+                            for k, v in figures.items()})
+    return out
+
+
+def evaluate_model(run: CellRun, n: int, variant: str, deltas: Mapping[str, Update]) -> list[Record]:
+    """Records of the model as it is now (its weights set for ``variant``; ``deltas``: the
+    variant's accumulated update per matrix, for the spectrum figures)."""
+    seed = derived_seed(run.spec.seed, n, variant)
+    with run.phase("evaluation"), isolated_rng(seed):
+        recs = _editing(run, n, variant, seed)
+        recs += _general(run, n, variant, seed)
+    if run.spec.evaluation.spectrum:
+        recs += _spectrum(run, n, variant, deltas)
+    return recs

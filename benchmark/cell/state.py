@@ -1,0 +1,142 @@
+"""The state of a running cell, and its save/restore (``state.pt`` in the cell folder).
+
+At each checkpoint (and every ``save_every`` edits) the state is saved atomically: the
+accumulated updates, the current edited weights, the editor state, the cursor, the RNG
+states, the per-batch scores of ``each`` timing and the wall-clock accounts. Resume: a
+fresh process loads the unedited model, the requests and the editor, runs ``init_state``
+and ``prepare`` on the unedited model (as a fresh run does), then restores the saved
+editor state, edited weights and RNG states and continues from the cursor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from benchmark.cell.context import RunContext
+from benchmark.cell.folder import CellFolder
+from benchmark.cell.rng import rng_state, set_rng_state
+from benchmark.components import Components, EditorBundle, Hooks, Restrainer
+from benchmark.core import io
+from benchmark.core.arch import Layout, LoadedModel, get_module, to_out_in
+from benchmark.core.requests import EditRequest
+from benchmark.evaluation import MetricValue
+from benchmark.spec import CellSpec
+from editors.base import Editor, EditorState
+from prune.linalg import Update
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = 1
+
+
+@contextlib.contextmanager
+def timed(wall: dict[str, float], name: str) -> Iterator[None]:
+    """Add the block's wall-clock seconds to ``wall[name]``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        wall[name] = wall.get(name, 0.0) + time.perf_counter() - t0
+
+
+@dataclass
+class CellRun:
+    """Everything a running cell holds: its inputs (spec, how it runs, components, folder),
+    what was loaded (model, requests, editor, restraint) and the trajectory's progress."""
+
+    spec: CellSpec
+    ctx: RunContext
+    comps: Components
+    hooks: Hooks
+    folder: CellFolder
+    loaded: LoadedModel
+    requests: list[EditRequest]
+    bundle: EditorBundle
+    editor_state: EditorState
+    traj: Restrainer
+    git_sha: str | None
+    wall: dict[str, float]
+    w0: dict[str, torch.Tensor] = field(default_factory=dict)  # stored layout
+    layouts: dict[str, Layout] = field(default_factory=dict)
+    acc: dict[str, Update] = field(default_factory=dict)  # out x in
+    cursor: int = 0
+    each: list[dict[str, MetricValue]] = field(default_factory=list)
+    sessions: int = 1
+    task_hashes: dict[str, str] = field(default_factory=dict)  # general task -> items hash
+
+    def phase(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return timed(self.wall, name)
+
+    @property
+    def editor(self) -> Editor:
+        return self.bundle.editor
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.loaded.model
+
+    def weight(self, name: str) -> torch.nn.Parameter:
+        return get_module(self.model, name).weight
+
+    def w0_out_in(self, name: str) -> torch.Tensor:
+        return to_out_in(self.w0[name], self.layouts[name])
+
+
+def save_state(run: CellRun) -> None:
+    with run.phase("save"):
+        blob = {
+            "format": STATE_FORMAT,
+            "spec_hash": run.spec.spec_hash(),
+            "cursor": run.cursor,
+            "editor_state": run.editor_state.state_dict(),
+            "acc": {k: (tuple(v) if isinstance(v, tuple) else v) for k, v in run.acc.items()},
+            "weights": {k: run.weight(k).detach().clone() for k in run.w0},
+            "layouts": dict(run.layouts),
+            "rng": rng_state(),
+            "each": [{k: v.to_dict() for k, v in d.items()} for d in run.each],
+            "wall": dict(run.wall),
+            "sessions": run.sessions,
+            "torch_threads": torch.get_num_threads(),
+            "git_sha": run.git_sha,
+        }
+        with io.atomic_path(run.folder.state) as tmp:
+            torch.save(blob, tmp)
+    run.ctx.event(run.spec.short_hash, "state_saved", cursor=run.cursor)
+
+
+def load_state(run: CellRun) -> None:
+    path = run.folder.state
+    # our own file in our own work folder: full unpickling is needed for RNG and editor state
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if blob.get("format") != STATE_FORMAT or blob.get("spec_hash") != run.spec.spec_hash():
+        raise RuntimeError(f"{path}: saved state belongs to another spec or format; "
+                           "delete the cell folder or run without --resume")
+    if blob.get("git_sha") != run.git_sha:
+        log.warning("%s was saved by code at git %s, resuming with %s: the records may mix "
+                    "two code versions", path, blob.get("git_sha"), run.git_sha)
+    threads = blob.get("torch_threads")
+    if threads is not None and threads != torch.get_num_threads():
+        log.warning("%s was saved with %d torch threads, resuming with %d: float results may "
+                    "differ from an uninterrupted run (pass --threads %d)", path,
+                    threads, torch.get_num_threads(), threads)
+    run.editor_state.load_state_dict(blob["editor_state"])
+    run.layouts = dict(blob["layouts"])
+    with torch.no_grad():
+        for name, w in blob["weights"].items():
+            param = run.weight(name)
+            run.w0[name] = param.detach().clone()  # the freshly loaded model is unedited
+            param.copy_(w.to(param.device))
+    device = run.loaded.device
+    run.acc = {k: (tuple(t.to(device) for t in v) if isinstance(v, tuple) else v.to(device))
+               for k, v in blob["acc"].items()}
+    run.cursor = int(blob["cursor"])
+    run.each = [{k: MetricValue(**v) for k, v in d.items()} for d in blob["each"]]
+    run.wall = {k: float(v) for k, v in blob["wall"].items()}
+    run.sessions = int(blob["sessions"]) + 1
+    set_rng_state(blob["rng"])
