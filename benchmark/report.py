@@ -21,7 +21,8 @@ from pathlib import Path
 
 from benchmark.core import io
 from benchmark.core.errors import DataError
-from benchmark.results import Record, read_records, write_tables
+from benchmark.results import Record, read_records
+from benchmark.tables import write_tables
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Result records, provenance and tables (schema documented in docs/results-schema.md).
+"""Result records, cell statuses and provenance (schema documented in docs/results-schema.md).
 
 Layout of a published grid: ``results/<SUITE_VERSION>/<grid>/``
 
@@ -7,7 +7,8 @@ Layout of a published grid: ``results/<SUITE_VERSION>/<grid>/``
 - ``cells.jsonl`` -- one :class:`CellStatus` per cell: its spec, status and failure reason.
 - ``provenance/<cell folder>.json`` -- one :class:`Provenance` per cell.
 - ``tables/records.csv`` (the records flattened), ``tables/pivot.csv`` (value per metric
-  against the number of edits) and ``tables/summary.md`` (headline Markdown tables).
+  against the number of edits) and ``tables/summary.md`` (headline Markdown tables), all
+  derived from the records (:mod:`benchmark.tables`).
 - ``plots/*.png`` (:mod:`benchmark.report`), ``grid.yaml`` (the grid file that ran).
 
 Records hold only what the computation determines (no wall times), so the same grid and
@@ -16,15 +17,12 @@ seed give byte-identical records whether or not the run was interrupted and resu
 
 from __future__ import annotations
 
-import csv
-import io as _io
 import json
 import math
 import os
 import platform
 import resource
 import subprocess
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -233,130 +231,3 @@ def peak_memory(device: str = "cpu") -> dict[str, int]:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         out["cuda_max_allocated"] = int(torch.cuda.max_memory_allocated(torch.device(device)))
     return out
-
-
-# --------------------------------------------------------------------------- tables
-def _fmt(x: float | None, digits: int = 4) -> str:
-    if x is None:
-        return "—"
-    return f"{x:.{digits}g}" if abs(x) >= 1e4 or (x != 0 and abs(x) < 1e-3) else f"{x:.{digits}f}"
-
-
-def records_csv(records: Sequence[Record]) -> str:
-    buf = _io.StringIO()
-    fields = list(Record.model_fields)
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    w.writeheader()
-    for r in records:
-        w.writerow({k: ("" if v is None else v) for k, v in r.model_dump(mode="json").items()})
-    return buf.getvalue()
-
-
-_PIVOT_ROW = ("model", "editor", "dataset", "trajectory", "batch_size", "seed", "timing",
-              "variant", "kind", "task", "metric")
-
-
-def pivot(records: Sequence[Record]) -> tuple[list[int], dict[tuple, dict[int, Record]]]:
-    """Rows keyed by :data:`_PIVOT_ROW`, columns the checkpoints (number of edits)."""
-    cols = sorted({r.n_edits for r in records})
-    rows: dict[tuple, dict[int, Record]] = defaultdict(dict)
-    for r in records:
-        rows[tuple(getattr(r, f) for f in _PIVOT_ROW)][r.n_edits] = r
-    return cols, dict(sorted(rows.items(), key=lambda kv: tuple(str(x) for x in kv[0])))
-
-
-def pivot_csv(records: Sequence[Record]) -> str:
-    cols, rows = pivot(records)
-    buf = _io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(list(_PIVOT_ROW) + [f"n={c}" for c in cols])
-    for key, by_n in rows.items():
-        w.writerow(list(key) + ["" if (r := by_n.get(c)) is None or r.value is None else r.value
-                                for c in cols])
-    return buf.getvalue()
-
-
-def headline_markdown(records: Sequence[Record], *, title: str = "") -> str:
-    """Markdown tables per (model, dataset): one row per editor × trajectory × variant at
-    the last checkpoint, one column per editing/general metric (value ± stderr), with
-    the unedited model (n = 0) as the first row where it was evaluated."""
-    out = [f"# {title}\n"] if title else []
-    groups: dict[tuple, list[Record]] = defaultdict(list)
-    for r in records:
-        if r.kind != "spectrum":
-            groups[(r.model, r.dataset)].append(r)
-    spectrum = [r for r in records if r.kind == "spectrum"]
-    for (model, dataset), recs in sorted(groups.items()):
-        metrics = sorted({(r.kind, r.task, r.metric) for r in recs},
-                         key=lambda m: (m[0] != "editing", m[1], m[2]))
-        lines = [f"## {model} · {dataset}\n"]
-        header = ["editor", "trajectory", "variant", "edits"] + [
-            m[2] if m[0] == "editing" else f"{m[1]}/{m[2]}" for m in metrics]
-        header += ["κ max (n=0 → n)", "σ_max max (n=0 → n)"]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "---|" * len(header))
-        rows: dict[tuple, dict[tuple, Record]] = defaultdict(dict)
-        last: dict[tuple, int] = {}
-        for r in recs:
-            cellkey = (r.editor, r.trajectory, r.variant, r.batch_size, r.seed, r.timing)
-            last[cellkey] = max(last.get(cellkey, 0), r.n_edits)
-        base: dict[tuple, Record] = {}
-        for r in recs:
-            cellkey = (r.editor, r.trajectory, r.variant, r.batch_size, r.seed, r.timing)
-            if r.n_edits == last[cellkey]:
-                rows[cellkey][(r.kind, r.task, r.metric)] = r
-            if r.n_edits == 0 and r.variant == "none":
-                base.setdefault((r.kind, r.task, r.metric), r)
-        spec_by = _spectrum_summary(spectrum, model)
-        if base:
-            cells = [_fmt_mv(base.get(m)) for m in metrics]
-            # no spectrum here: each editor edits its own matrices, so their unedited
-            # values are shown on the editor's rows (n=0 → n)
-            lines.append("| " + " | ".join(["(unedited)", "", "", "0"] + cells + ["", ""]) + " |")
-        for ck, vals in sorted(rows.items()):
-            n = last[ck]
-            cells = [_fmt_mv(vals.get(m)) for m in metrics]
-            k, s = spec_by.get((ck[0], ck[1], ck[2], n), (None, None))
-            k0, s0 = spec_by.get((ck[0], ck[1], ck[2], 0), (None, None))
-            lines.append("| " + " | ".join([ck[0], ck[1], ck[2], str(n)] + cells
-                                           + [_arrow(k0, k), _arrow(s0, s)]) + " |")
-        out.append("\n".join(lines) + "\n")
-    return "\n".join(out)
-
-
-def _arrow(before: float | None, after: float | None) -> str:
-    if after is None:
-        return ""
-    return _fmt(after, 2) if before is None else f"{_fmt(before, 2)} → {_fmt(after, 2)}"
-
-
-def _fmt_mv(r: Record | None) -> str:
-    if r is None:
-        return ""
-    s = _fmt(r.value)
-    if r.stderr is not None and r.value is not None:
-        s += f" ± {_fmt(r.stderr, 2)}"
-    return s
-
-
-def _spectrum_summary(spectrum: Sequence[Record], model: str) -> dict[tuple, tuple]:
-    """(editor, trajectory, variant, n) -> (max κ(W), max σ_max(W)) over the cell's edited
-    matrices (n = 0: the same matrices unedited)."""
-    acc: dict[tuple, list[float | None]] = {}
-    for r in spectrum:
-        if r.model != model or r.value is None:
-            continue
-        cur = acc.setdefault((r.editor, r.trajectory, r.variant, r.n_edits), [None, None])
-        idx = {"kappa_w": 0, "sigma_max_w": 1}.get(r.metric)
-        if idx is not None:
-            cur[idx] = r.value if cur[idx] is None else max(cur[idx], r.value)
-    return {k: tuple(v) for k, v in acc.items()}
-
-
-def write_tables(directory: Path, records: Sequence[Record], *, title: str = "") -> list[Path]:
-    tables = directory / "tables"
-    paths = [tables / "records.csv", tables / "pivot.csv", tables / "summary.md"]
-    io.write_text(paths[0], records_csv(records))
-    io.write_text(paths[1], pivot_csv(records))
-    io.write_text(paths[2], headline_markdown(records, title=title))
-    return paths
