@@ -1,4 +1,4 @@
-"""``seqedit models`` (list the registry) and ``seqedit models check NAME``."""
+"""``seqedit models [list]`` (list the registry) and ``seqedit models check NAME``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ def register(sub) -> None:
     p = sub.add_parser("models", help="list registered models, or check one")
     msub = p.add_subparsers(dest="action", metavar="ACTION")
     p.set_defaults(func=_list)
+    msub.add_parser("list", help="list registered models (the default)").set_defaults(func=_list)
     c = msub.add_parser("check", help="load a model and score 10 well-known facts")
     c.add_argument("name")
     c.add_argument("--device", default="cpu")
