@@ -1,5 +1,5 @@
 """AlphaEdit: MEMIT's layer loop with the update projected onto the null space of the
-preserved keys (METHODS.md §3).
+preserved keys (docs/methods.md §2.4).
 
 Per edited layer, once per base model: ``P = Û Ûᵀ`` with ``Û`` the eigenvectors of C0 whose
 eigenvalue is below a threshold (``nullspace_threshold``; ``nullspace_threshold_kind``
@@ -25,21 +25,21 @@ import torch
 
 from benchmark.core.arch import LoadedModel
 from benchmark.core.requests import EditRequest
-from editors import keys, solvers, stats
+from editors import solvers, stats
 from editors.base import Delta
-from editors.common import TensorState
-from editors.hparams import AlphaEditHparams
-from editors.memit import (
+from editors.batch import (
     TemporaryEdits,
     accumulate_keys,
     check_kpkpt_state,
-    check_layers,
     current_outputs,
     kpkpt_name,
     layer_sweep,
     new_kpkpt_state,
     residual_targets,
 )
+from editors.common import TensorState, check_layers
+from editors.hparams import AlphaEditHparams
+from editors.templates import context_templates
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class AlphaEdit:
     def prepare(self, model: LoadedModel, requests: Sequence[EditRequest], state: TensorState) -> None:
         """Context templates and the projections from the unedited model."""
         check_layers(model, self.hparams.layers, self.name)
-        keys.context_templates(model, self.hparams.templates)
+        context_templates(model, self.hparams.templates)
         self.projections(model)
 
     def compute(self, model: LoadedModel, requests: Sequence[EditRequest], state: TensorState) -> Delta:
@@ -97,7 +97,7 @@ class AlphaEdit:
             raise ValueError(f"{self.name}: empty batch")
         check_layers(lm, hp.layers, self.name)
         check_kpkpt_state(state, lm, hp.layers)
-        templates = keys.context_templates(lm, hp.templates)
+        templates = context_templates(lm, hp.templates)
         P = self.projections(lm)
         Z, tinfo = residual_targets(lm, requests, hp, templates)
 

@@ -1,19 +1,22 @@
-"""Small pieces shared by the editors: explicit editor state and C0 solves.
+"""Small pieces shared by the editors: explicit editor state, layer checks and C0 solves.
 
 - :class:`EmptyState`: the state of a method with nothing to carry (ROME, plain MEMIT).
 - :class:`TensorState`: named tensors + JSON-able counters, for accumulated K·Kᵀ etc.
   ``state_dict()`` returns ``{"tensors": {...}, "meta": {...}}`` (clones), and
   ``load_state_dict`` restores it; both round-trip through a checkpoint.
+- :func:`check_layers(lm, layers, method)`: every edited layer exists in the model.
 - :func:`c0_inverse_applier(c0)`: a cached-factorisation solve ``x -> C0⁻¹ x`` in float64.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from benchmark.core.arch import LoadedModel
 
 
 @dataclass
@@ -38,6 +41,12 @@ class TensorState:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.tensors = {k: v.detach().clone() for k, v in state.get("tensors", {}).items()}
         self.meta = dict(state.get("meta", {}))
+
+
+def check_layers(lm: LoadedModel, layers: Sequence[int], method: str) -> None:
+    bad = [layer for layer in layers if not 0 <= layer < lm.arch.n_layers]
+    if bad:
+        raise ValueError(f"{method}: layers {bad} outside 0..{lm.arch.n_layers - 1} of {lm.entry.name}")
 
 
 def c0_inverse_applier(c0: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

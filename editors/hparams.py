@@ -10,8 +10,11 @@ Public API (stable; used by every editor):
 - :class:`TemplateSpec`  -- context templates (bare prompt + generated prefixes)
 - :class:`TargetSpec`    -- the target-vector optimisation (v_lr, steps, clamp, KL, decay)
 - :class:`StatsSpec`     -- layer second-moment statistics (corpus, samples, dtype, caps)
-- :class:`ROMEHparams`, :class:`MEMITHparams`, :class:`SequentialMEMITHparams`,
-  :class:`AlphaEditHparams`, :class:`NSEHparams`
+- :class:`ROMEHparams`, :class:`BatchHparams` (the batch editors' common fields),
+  :class:`MEMITHparams`, :class:`SequentialMEMITHparams`, :class:`AlphaEditHparams`,
+  :class:`NSEHparams`
+
+Every editor names its edited layers ``layers`` (a list; ROME's holds exactly one).
 - :data:`HPARAMS_SCHEMAS` method -> schema class
 - :func:`hparams_path(method, model_name)`
 - :func:`load_hparams(method, model_name, overrides=None)` -> validated model
@@ -26,10 +29,17 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from benchmark.core import io
 from benchmark.core.errors import DataError
@@ -54,7 +64,7 @@ class TemplateSpec(_Strict):
 
 
 class TargetSpec(_Strict):
-    """The target-vector optimisation (METHODS.md §3): Adam on a vector delta added at the
+    """The target-vector optimisation (docs/methods.md §2.1): Adam on a vector delta added at the
     subject's last token; loss = mean NLL of the new target over templates
     + ``kl_factor``·KL on "{subject} is a" + ``v_weight_decay``·‖δ‖²/‖h‖²;
     ‖δ‖ clamped to ``clamp_norm_factor``·‖h‖; stop early when loss < ``early_stop_loss``."""
@@ -65,7 +75,7 @@ class TargetSpec(_Strict):
     v_weight_decay: float = Field(0.5, ge=0)
     kl_factor: float = Field(0.0625, ge=0)
     early_stop_loss: float = Field(0.05, ge=0)
-    #: Weight-decay term: "squared" = ‖δ‖²/‖h‖² (METHODS.md §3); "released" = ‖δ‖/‖h‖²,
+    #: Weight-decay term: "squared" = ‖δ‖²/‖h‖² (docs/methods.md §2.1); "released" = ‖δ‖/‖h‖²,
     #: what the released ROME/MEMIT code computes (much smaller, so early stop can trigger).
     weight_decay_form: Literal["squared", "released"] = "squared"
     kl_prompt: str = "{subject} is a"
@@ -91,18 +101,25 @@ class _EditorHparams(_Strict):
 
 class ROMEHparams(_EditorHparams):
     method: Literal["rome"] = "rome"
-    layer: int = Field(ge=0)
+    #: The one edited layer, as a list like every editor's ``layers``.
+    layers: list[Annotated[int, Field(ge=0)]]
     #: Which key the equality constraint uses: "bare" = the key of the bare prompt
     #: (released code; exact new value for the prompt itself), "average" = the
-    #: template-averaged key (METHODS.md formula with a single k).
+    #: template-averaged key (the formula of docs/methods.md §2.2 with a single k).
     constraint_key: Literal["bare", "average"] = "bare"
 
+    @field_validator("layers")
+    @classmethod
+    def _one_layer(cls, layers: list[int]) -> list[int]:
+        if len(layers) != 1:
+            raise ValueError(f"ROME edits exactly one layer: give one index, e.g. [6], not {layers}")
+        return layers
 
-class MEMITHparams(_EditorHparams):
-    method: Literal["memit", "memit-seq"] = "memit"
+
+class BatchHparams(_EditorHparams):
+    """What every batch editor (MEMIT, sequential MEMIT, AlphaEdit, NSE) shares."""
+
     layers: list[int] = Field(min_length=1)
-    #: λ: weight of C0 in the bracket (λ C0 + K Kᵀ); scale it to the model (METHODS §7).
-    mom2_update_weight: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _ascending(self):
@@ -111,11 +128,18 @@ class MEMITHparams(_EditorHparams):
         return self
 
 
+class MEMITHparams(BatchHparams):
+    method: Literal["memit", "memit-seq"] = "memit"
+    #: λ: weight of C0 in the bracket (λ C0 + K Kᵀ); scale it to the model
+    #: (docs/methods.md §2.6, hyperparameters per model).
+    mom2_update_weight: float = Field(gt=0)
+
+
 class SequentialMEMITHparams(MEMITHparams):
     method: Literal["memit-seq"] = "memit-seq"
 
 
-class AlphaEditHparams(MEMITHparams):
+class AlphaEditHparams(BatchHparams):
     method: Literal["alphaedit"] = "alphaedit"
     #: eigenvalue threshold for the null space of C0 (released 2e-2, paper 1e-2)
     nullspace_threshold: float = Field(2e-2, gt=0)
@@ -125,7 +149,6 @@ class AlphaEditHparams(MEMITHparams):
     nullspace_threshold_kind: Literal["absolute", "relative", "energy"] = "absolute"
     #: β in (K_p K_pᵀ P + K₁K₁ᵀ P + β I)⁻¹ (released 10, paper 1)
     L2: float = Field(10.0, ge=0)
-    mom2_update_weight: float = 1.0  # unused by AlphaEdit's system; kept for MEMIT parity
 
 
 class NSEHparams(MEMITHparams):

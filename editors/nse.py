@@ -1,4 +1,4 @@
-"""NSE, Neuron-level Sequential Editing (METHODS.md §3).
+"""NSE, Neuron-level Sequential Editing (docs/methods.md §2.5).
 
 - Weights rewinding: the target values z* (residual output of the last edited layer) of
   ALL requests of the trajectory are computed on the UNEDITED model in :meth:`NSE.prepare`
@@ -21,7 +21,7 @@
   ones still inside the band after the last pass never; counting each once is the
   choice made here.)
 - Not reproduced: the spectral clustering of requests into ``n_clusters`` groups found in
-  one version of the released code (METHODS.md describes NSE without it).
+  one version of the released code (docs/methods.md describes NSE without it).
 """
 
 from __future__ import annotations
@@ -34,22 +34,22 @@ import torch
 
 from benchmark.core.arch import LoadedModel, down_weight, to_out_in
 from benchmark.core.requests import EditRequest
-from editors import keys, solvers
+from editors import solvers
 from editors.base import Delta, MatrixDelta
-from editors.common import TensorState
-from editors.hparams import NSEHparams
-from editors.memit import (
+from editors.batch import (
+    C0Cache,
     TemporaryEdits,
-    _C0Cache,
     accumulate_keys,
     check_kpkpt_state,
-    check_layers,
     current_outputs,
     kpkpt_name,
     layer_sweep,
     new_kpkpt_state,
     residual_targets,
 )
+from editors.common import TensorState, check_layers
+from editors.hparams import NSEHparams
+from editors.templates import context_templates
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class NSE:
             raise ValueError(f"NSE upper_bound ({hparams.upper_bound}) must exceed alpha ({hparams.alpha})")
         self.hparams = hparams
         self.progress = progress
-        self._c0 = _C0Cache(data_root, cache_root, progress)
+        self._c0 = C0Cache(data_root, cache_root, progress)
 
     def init_state(self, model: LoadedModel) -> TensorState:
         check_layers(model, self.hparams.layers, self.name)
@@ -103,7 +103,7 @@ class NSE:
 
         hp = self.hparams
         check_layers(model, hp.layers, self.name)
-        templates = keys.context_templates(model, hp.templates)
+        templates = context_templates(model, hp.templates)
         self._c0.get(model, hp)
         have = set(state.meta.get(TARGET_IDS, []))
         todo: list[EditRequest] = []
@@ -127,7 +127,7 @@ class NSE:
             raise ValueError(f"{self.name}: empty batch")
         check_layers(lm, hp.layers, self.name)
         check_kpkpt_state(state, lm, hp.layers)
-        templates = keys.context_templates(lm, hp.templates)
+        templates = context_templates(lm, hp.templates)
         c0 = self._c0.get(lm, hp)
         Z = stored_targets(state, requests)
         z_layer = hp.layers[-1]

@@ -1,7 +1,8 @@
-"""ROME: a rank-one update of one MLP output projection (METHODS.md §3).
+"""ROME: a rank-one update of one MLP output projection (docs/methods.md §2.2).
 
-For one fact: k = the template-averaged key at the subject's last token, δ = the optimised
-shift of the MLP output at ``layer`` (ROME form of :func:`editors.keys.compute_target`),
+For one fact at the one layer of ``hparams.layers``: k = the template-averaged key at the
+subject's last token, δ = the optimised shift of the MLP output at that layer (ROME form of
+:func:`editors.targets.compute_target`),
 u = C0⁻¹k. The update is
 
     ΔW = r uᵀ / (k_cᵀ u),   r = v* − W k_c = δ,
@@ -24,8 +25,10 @@ from benchmark.core.arch import LoadedModel, down_weight, to_out_in
 from benchmark.core.requests import EditRequest
 from editors import keys, stats
 from editors.base import Delta, MatrixDelta
-from editors.common import EmptyState, c0_inverse_applier
+from editors.common import EmptyState, c0_inverse_applier, check_layers
 from editors.hparams import ROMEHparams
+from editors.targets import compute_target
+from editors.templates import context_templates
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ class ROME:
         return EmptyState()
 
     def _solver(self, lm: LoadedModel):
-        layer = self.hparams.layer
+        layer = self.hparams.layers[0]
         key = (str(sorted(lm.identity.items())), layer)
         if key not in self._solvers:
             c0 = stats.second_moment(lm, layer, self.hparams.stats, data_root=self.data_root,
@@ -71,7 +74,7 @@ class ROME:
 
     def prepare(self, model: LoadedModel, requests: Sequence[EditRequest], state: EmptyState) -> None:
         """Generate the context templates on the unedited model and load C0."""
-        keys.context_templates(model, self.hparams.templates)
+        context_templates(model, self.hparams.templates)
         self._solver(model)
 
     def compute(self, model: LoadedModel, requests: Sequence[EditRequest], state: EmptyState) -> Delta:
@@ -79,22 +82,21 @@ class ROME:
             raise ValueError(f"ROME edits one fact per step, got a batch of {len(requests)}; "
                              "use batch size 1")
         hp, lm = self.hparams, model
-        if not 0 <= hp.layer < lm.arch.n_layers:
-            raise ValueError(f"ROME layer {hp.layer} outside 0..{lm.arch.n_layers - 1}")
-        request = requests[0]
-        templates = keys.context_templates(lm, hp.templates)
+        check_layers(lm, hp.layers, self.name)
+        layer, request = hp.layers[0], requests[0]
+        templates = context_templates(lm, hp.templates)
         solve = self._solver(lm)
-        k_avg = keys.compute_keys(lm, [request], [hp.layer], templates)[hp.layer][0]
+        k_avg = keys.compute_keys(lm, [request], [layer], templates)[layer][0]
         if hp.constraint_key == "bare":
-            k_con = keys.compute_keys(lm, [request], [hp.layer], ("",))[hp.layer][0]
+            k_con = keys.compute_keys(lm, [request], [layer], ("",))[layer][0]
         else:
             k_con = k_avg
-        res = keys.compute_target(lm, request, hp.layer, templates, hp.target, point="mlp_out")
+        res = compute_target(lm, request, layer, templates, hp.target, point="mlp_out")
         A, B = rome_factors(solve(k_avg), k_con, res.delta)
-        W = to_out_in(down_weight(lm.model, lm.arch, hp.layer), lm.arch.layout)
-        name = lm.arch.down_name(hp.layer)
+        W = to_out_in(down_weight(lm.model, lm.arch, layer), lm.arch.layout)
+        name = lm.arch.down_name(layer)
         md = MatrixDelta(name=name, layout=lm.arch.layout, A=A.to(W.dtype).cpu(), B=B.to(W.dtype).cpu())
-        info = {"layer": hp.layer, "target_steps": res.steps, "target_loss": res.losses[-1],
+        info = {"layer": layer, "target_steps": res.steps, "target_loss": res.losses[-1],
                 "target_nll": res.nll, "delta_norm": float(res.delta.norm()),
                 "h_norm": float(res.h_init.norm())}
         log.debug("ROME %s: %s", request.case_id, info)

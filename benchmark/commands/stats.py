@@ -1,7 +1,7 @@
-"""``seqedit stats --model M --editor E``: precompute the layer statistics an editor needs
-(second moments C0 of every edited layer, in one pass; then any editor-specific derived
-artefact, e.g. AlphaEdit's projection, through the editor's optional
-``prepare_statistics(lm)``)."""
+"""``seqedit stats --model M --editor E``: precompute the layer statistics an editor needs:
+the second moments C0 of every edited layer (the hparams' ``layers``), in one pass.
+Artefacts derived from C0 (AlphaEdit's null-space projection) are built and cached by the
+editor's own ``prepare`` on first use."""
 
 from __future__ import annotations
 
@@ -23,31 +23,24 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def hparams_layers(hp) -> list[int]:
-    return [hp.layer] if hasattr(hp, "layer") else list(hp.layers)
-
-
 def run(args) -> int:
     import torch
 
     from benchmark import models
     from benchmark.core import io
-    from editors import create_editor, stats
+    from editors import stats
     from editors.hparams import load_hparams
 
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {"stats.n_samples": args.n_samples} if args.n_samples else None
     hp = load_hparams(args.editor, args.model, overrides)
-    layers = ([int(x) for x in args.layers.split(",")] if args.layers else hparams_layers(hp))
+    layers = [int(x) for x in args.layers.split(",")] if args.layers else list(hp.layers)
     lm = models.load(args.model, device=args.device, cache_dir=args.cache_root)
     before = stats.COMPUTE_COUNT["second_moment"]
     c0 = stats.second_moments(lm, layers, hp.stats, data_root=args.data_root,
                               cache_root=args.cache_root)
     computed = stats.COMPUTE_COUNT["second_moment"] - before
-    editor = create_editor(args.editor, lm, hp, data_root=args.data_root, cache_root=args.cache_root)
-    if hasattr(editor, "prepare_statistics"):
-        editor.prepare_statistics(lm)
     result = {
         "model": args.model, "editor": args.editor, "layers": layers,
         "computed": computed, "loaded": len(layers) - computed,

@@ -28,4 +28,4 @@ def test_rome_seconds_per_edit(benchmark, smollm2):
     (md,) = delta.matrices.values()
     assert md.A.shape[1] == 1
     benchmark.extra_info["editor"] = "rome"
-    benchmark.extra_info["layer"] = editor.hparams.layer
+    benchmark.extra_info["layer"] = editor.hparams.layers[0]

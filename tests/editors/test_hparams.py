@@ -38,8 +38,8 @@ def test_unknown_key_names_file_and_field(tmp_path, monkeypatch):
 
 
 def test_bad_value_and_missing_file():
-    with pytest.raises(DataError, match="layer"):
-        H.parse_hparams("rome", {"source": "x", "layer": -1})
+    with pytest.raises(DataError, match="layers"):
+        H.parse_hparams("rome", {"source": "x", "layers": [-1]})
     with pytest.raises(DataError, match="no rome hyperparameters"):
         H.load_hparams("rome", "no-such-model")
     with pytest.raises(DataError, match="unknown editing method"):
@@ -55,6 +55,21 @@ def test_overrides_nested_and_dotted_and_hash():
     assert H.hparams_hash(a) == H.hparams_hash(b) != H.hparams_hash(base)
     with pytest.raises(DataError, match="bogus"):
         H.load_hparams("rome", "tiny-gpt2", {"bogus": 1})
+
+
+def test_rome_takes_exactly_one_layer_in_a_list():
+    assert H.parse_hparams("rome", {"source": "x", "layers": [3]}).layers == [3]
+    for bad in ([], [3, 4]):
+        with pytest.raises(DataError, match="exactly one layer") as err:
+            H.parse_hparams("rome", {"source": "x", "layers": bad})
+        assert err.value.field == "layers"
+    with pytest.raises(DataError, match="layer"):  # the old scalar key is gone
+        H.parse_hparams("rome", {"source": "x", "layer": 3})
+
+
+def test_alphaedit_has_no_mom2_update_weight():
+    with pytest.raises(DataError, match="mom2_update_weight"):
+        H.parse_hparams("alphaedit", {"source": "x", "layers": [1], "mom2_update_weight": 1.0})
 
 
 def test_memit_layers_must_ascend():

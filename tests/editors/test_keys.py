@@ -1,4 +1,5 @@
-"""Subject location, context templates, keys and target optimisation on tiny models."""
+"""Subject location, context templates, keys and target optimisation on tiny models
+(editors.keys, editors.templates, editors.targets)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from benchmark import models
 from benchmark.core.requests import EditRequest
 from editors import keys
 from editors.hparams import TargetSpec, TemplateSpec
+from editors.targets import compute_target
+from editors.templates import clear_template_cache, context_templates
 
 REQ = EditRequest("0", "The mother tongue of Danielle Darrieux is", "Danielle Darrieux", "English", "French")
 REQ2 = EditRequest("1", "Toko Yasuda, the", "Toko Yasuda", "piano", "guitar")
@@ -46,19 +49,19 @@ def test_subject_end_uses_last_occurrence():
 # --------------------------------------------------------------------------- templates
 def test_templates_seeded_locally_and_cached():
     lm = models.load("tiny-llama")
-    keys.clear_template_cache()
+    clear_template_cache()
     spec = TemplateSpec(lengths=[(8, 3)], seed=1)
     rng_before = torch.random.get_rng_state()
-    t1 = keys.context_templates(lm, spec)
+    t1 = context_templates(lm, spec)
     assert torch.equal(rng_before, torch.random.get_rng_state()), "global RNG must be untouched"
     assert t1[0] == "" and len(t1) == 4 and all(t.endswith(". ") for t in t1[1:])
-    keys.clear_template_cache()
+    clear_template_cache()
     torch.manual_seed(12345)  # global seed must not matter
-    assert keys.context_templates(lm, spec) == t1
-    other = keys.context_templates(lm, TemplateSpec(lengths=[(8, 3)], seed=2))
+    assert context_templates(lm, spec) == t1
+    other = context_templates(lm, TemplateSpec(lengths=[(8, 3)], seed=2))
     assert other != t1
     # cached: same object on a repeated call
-    assert keys.context_templates(lm, spec) is keys.context_templates(lm, spec)
+    assert context_templates(lm, spec) is context_templates(lm, spec)
 
 
 # --------------------------------------------------------------------------- keys
@@ -111,7 +114,7 @@ def test_target_optimisation_clamps_and_leaves_weights_alone(tiny, point):
         p.requires_grad_(True)  # even if the caller left grads on, weights get none
     before = {n: p.detach().clone() for n, p in tiny.model.named_parameters()}
     spec = TargetSpec(v_lr=5.0, v_num_grad_steps=6, clamp_norm_factor=0.5, v_weight_decay=0.0)
-    res = keys.compute_target(tiny, REQ, 1, ("", "A b. "), spec, point=point)
+    res = compute_target(tiny, REQ, 1, ("", "A b. "), spec, point=point)
     assert res.steps == 6 and len(res.losses) == 6
     assert float(res.delta.norm()) <= 0.5 * float(res.h_init.norm()) * (1 + 1e-5)
     assert float(res.delta.norm()) > 0
@@ -128,9 +131,9 @@ def test_target_loss_decreases_and_early_stop():
     lm = models.load("tiny-gpt2")
     spec = TargetSpec(v_lr=1.0, v_num_grad_steps=8, clamp_norm_factor=1e6, v_weight_decay=0.0,
                       kl_factor=0.0)
-    res = keys.compute_target(lm, REQ, 2, ("",), spec, point="residual")
+    res = compute_target(lm, REQ, 2, ("",), spec, point="residual")
     assert res.losses[-1] < res.losses[0]
-    stop = keys.compute_target(lm, REQ, 2, ("",), spec.model_copy(update={"early_stop_loss": 1e9}),
+    stop = compute_target(lm, REQ, 2, ("",), spec.model_copy(update={"early_stop_loss": 1e9}),
                                point="residual")
     assert stop.steps == 1 and float(stop.delta.norm()) == 0.0
 
@@ -143,8 +146,8 @@ def test_prefix_reuse_gives_the_full_forward_result(name, point):
     # templates of different lengths (all prompts shorter than tiny-gemma's sliding window)
     templates = ("", "Long one. ", "Hi. ")
     for req in (REQ, REQ2, EditRequest("2", "Paris is the capital of", "Paris", "Italy", "France")):
-        full = keys.compute_target(lm, req, 1, templates, spec, point, reuse_prefix=False)
-        fast = keys.compute_target(lm, req, 1, templates, spec, point, reuse_prefix=True)
+        full = compute_target(lm, req, 1, templates, spec, point, reuse_prefix=False)
+        fast = compute_target(lm, req, 1, templates, spec, point, reuse_prefix=True)
         np.testing.assert_allclose(fast.losses, full.losses, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(fast.delta, full.delta, rtol=1e-3, atol=1e-5)
         torch.testing.assert_close(fast.h_init, full.h_init, rtol=1e-4, atol=1e-6)

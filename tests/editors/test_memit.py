@@ -17,10 +17,10 @@ from benchmark import models
 from benchmark.core import arch as core_arch
 from benchmark.core.arch import get_module, to_out_in
 from benchmark.core.requests import EditRequest
-from editors import keys
 from editors.base import apply_delta
 from editors.hparams import parse_hparams
 from editors.memit import MEMIT, SequentialMEMIT
+from editors.targets import compute_targets
 
 REQUESTS = [
     EditRequest("c1", "The capital of France is", "France", " Rome", " Paris"),
@@ -111,7 +111,7 @@ def test_memit_reaches_its_targets_when_the_prior_is_negligible(name, stats_cach
     state = editor.init_state(lm)
     editor.prepare(lm, reqs, state)
     z_layer = hp.layers[-1]
-    targets = keys.compute_targets(lm, reqs, z_layer, ("",), hp.target, point="residual")
+    targets = compute_targets(lm, reqs, z_layer, ("",), hp.target, point="residual")
     h0 = [read_at_subject(lm, r, lm.arch.layer_name(z_layer), "output") for r in reqs]
     delta = editor.compute(lm, reqs, state)
     undo = apply_delta(lm.model, delta)

@@ -12,10 +12,11 @@ import torch
 from benchmark import models
 from benchmark.core import arch as core_arch
 from benchmark.core.arch import to_out_in
-from editors import keys
 from editors.base import apply_delta
 from editors.hparams import parse_hparams
 from editors.nse import NSE
+from editors.targets import compute_targets
+from editors.templates import context_templates
 from tests.editors.test_memit import REQUESTS, read_at_subject
 
 
@@ -60,8 +61,8 @@ def test_nse_targets_are_rewound_to_the_unedited_model(cache):
     editor = NSE(hp, cache_root=cache, progress=False)
     state = editor.init_state(lm)
     editor.prepare(lm, REQUESTS, state)
-    templates = keys.context_templates(lm, hp.templates)
-    expected = keys.compute_targets(lm, REQUESTS, hp.layers[-1], templates, hp.target, point="residual")
+    templates = context_templates(lm, hp.templates)
+    expected = compute_targets(lm, REQUESTS, hp.layers[-1], templates, hp.target, point="residual")
     stored = state.tensors["targets"]
     assert state.meta["target_case_ids"] == [r.case_id for r in REQUESTS]
     for i, t in enumerate(expected):

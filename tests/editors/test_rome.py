@@ -12,6 +12,7 @@ from benchmark.core.requests import EditRequest
 from editors import create_editor, keys
 from editors.base import apply_delta
 from editors.rome import rome_closed_form
+from editors.templates import context_templates
 
 REQ = EditRequest("0", "The mother tongue of Danielle Darrieux is", "Danielle Darrieux", "English", "French")
 
@@ -63,7 +64,7 @@ def test_rome_delta_rank_one_constraint_and_exact_revert(tiny, corpus_root, stat
     ed = _editor(tiny, corpus_root, stats_cache)
     state = ed.init_state(tiny)
     ed.prepare(tiny, [REQ], state)
-    layer = ed.hparams.layer
+    (layer,) = ed.hparams.layers
     name = tiny.arch.down_name(layer)
     before = {n: p.detach().clone() for n, p in tiny.model.named_parameters()}
     delta = ed.compute(tiny, [REQ], state)
@@ -100,8 +101,8 @@ def test_rome_average_constraint_is_the_closed_form(corpus_root, stats_cache):
     ed = _editor(lm, corpus_root, stats_cache, constraint_key="average")
     state = ed.init_state(lm)
     delta = ed.compute(lm, [REQ], state)
-    layer = ed.hparams.layer
-    templates = keys.context_templates(lm, ed.hparams.templates)
+    (layer,) = ed.hparams.layers
+    templates = context_templates(lm, ed.hparams.templates)
     k = keys.compute_keys(lm, [REQ], [layer], templates)[layer][0]
     W = to_out_in(down_weight(lm.model, lm.arch, layer), lm.arch.layout)
     c0 = stats.second_moment(lm, layer, ed.hparams.stats, data_root=corpus_root,
