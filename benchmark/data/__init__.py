@@ -13,7 +13,7 @@ Public API (import from ``benchmark.data``):
   sha256, size, format, records, licence, mirrored, transform, members, notes).
 - ``fetch(name)`` -- download + verify (networked machines only: needs SEQEDIT_OFFLINE=0;
   offline it raises settings.NetworkRequired without opening a connection).
-- ``load_requests(dataset, split=None, limit=None) -> list[editors.base.EditRequest]`` for
+- ``load_requests(dataset, split=None, limit=None) -> list[EditRequest]`` for
   ``counterfact`` (EasyEdit splits edit/train/val), ``counterfact-rome``, ``zsre``
   (splits eval/train-1k) and ``mquake`` (split hard; one request per requested rewrite).
   ``dataset`` may also be a manifest name (``counterfact-edit``); ``path=`` reads a file
@@ -28,6 +28,7 @@ sentiment-analysis,dialogue}, wikitext2-test. Run ``seqedit data list`` for all.
 
 from __future__ import annotations
 
+from benchmark.data.loaders import MquakeCase, load_mquake_cases, load_records, load_requests
 from benchmark.data.manifest import DatasetManifest, get_manifest, load_manifests, manifest_dir
 from benchmark.data.store import (
     ChecksumMismatch,
@@ -40,16 +41,7 @@ from benchmark.data.store import (
 )
 
 __all__ = [
-    "ChecksumMismatch", "DatasetManifest", "MissingData", "clear_verification_cache", "fetch",
-    "get_manifest", "load_manifests", "manifest_dir", "resolve", "tree_sha256", "verify",
-    "load_requests", "load_mquake_cases", "MquakeCase",
+    "ChecksumMismatch", "DatasetManifest", "MissingData", "MquakeCase", "clear_verification_cache",
+    "fetch", "get_manifest", "load_manifests", "load_mquake_cases", "load_records", "load_requests",
+    "manifest_dir", "resolve", "tree_sha256", "verify",
 ]
-
-
-def __getattr__(name: str):
-    # loaders import editors.base (and torch); keep ``resolve`` imports light
-    if name in ("load_requests", "load_mquake_cases", "MquakeCase", "load_records"):
-        from benchmark.data import loaders
-
-        return getattr(loaders, name)
-    raise AttributeError(name)

@@ -1,8 +1,9 @@
 """Edit-request loaders with record-level validation.
 
 Every record of a file is validated before anything is returned (so a long run never
-starts on bad data); each problem raises :class:`~benchmark.core.errors.DataError` naming the
-file, the record index (0-based position in the file) and the field.
+starts on bad data) by :mod:`benchmark.data.records`; each problem raises
+:class:`~benchmark.core.errors.DataError` naming the file, the record index (0-based
+position in the file) and the field.
 
 Formats (``DatasetManifest.format``):
 
@@ -20,7 +21,6 @@ Formats (``DatasetManifest.format``):
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from typing import Any
 from benchmark.core.errors import DataError
 from benchmark.core.requests import EditRequest
 from benchmark.data.manifest import get_manifest
+from benchmark.data.records import Record, read_json_records
 from benchmark.data.store import verify
 
 log = logging.getLogger(__name__)
@@ -44,86 +45,10 @@ FAMILIES: dict[str, dict[str, str]] = {
 EDIT_FORMATS = ("counterfact-easyedit", "counterfact-rome", "zsre-mend", "mquake")
 
 
-# --------------------------------------------------------------------------- reading
-def read_json_records(path: Path) -> list[Any]:
-    """A JSON file holding a non-empty list of records."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(path, "file not found", field=None) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text: {exc}") from None
-    if not text.strip():
-        raise DataError(path, "file is empty (expected a JSON list of records)")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        tail = text.rstrip()[-1:]
-        hint = f" (the file looks truncated: it ends with {tail!r}, not ']')" if tail not in ("]", "}") else ""
-        raise DataError(path, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}") from None
-    if not isinstance(data, list):
-        raise DataError(path, f"expected a JSON list of records, got {type(data).__name__}")
-    if not data:
-        raise DataError(path, "no records (empty list)")
-    return data
-
-
-class _Record:
-    """Typed field access on one record; every failure names file, record and field."""
-
-    def __init__(self, file: Path, index: int, raw: Any, prefix: str = ""):
-        self.file, self.index, self.raw, self.prefix = file, index, raw, prefix
-        if not isinstance(raw, dict):
-            self.fail(f"expected an object, got {type(raw).__name__}", None)
-
-    def fail(self, message: str, field: str | None):
-        name = f"{self.prefix}{field}" if field is not None else (self.prefix.rstrip(".") or None)
-        raise DataError(self.file, message, record=self.index, field=name)
-
-    def get(self, field: str) -> Any:
-        if field not in self.raw:
-            self.fail("missing field", field)
-        return self.raw[field]
-
-    def text(self, field: str, *, nonempty: bool = True) -> str:
-        v = self.get(field)
-        if not isinstance(v, str):
-            self.fail(f"expected a string, got {type(v).__name__} {v!r:.60}", field)
-        if nonempty and not v.strip():
-            self.fail("empty string", field)
-        return v
-
-    def texts(self, field: str, *, min_len: int = 0) -> tuple[str, ...]:
-        v = self.get(field)
-        if not isinstance(v, list):
-            self.fail(f"expected a list of strings, got {type(v).__name__}", field)
-        for i, x in enumerate(v):
-            if not isinstance(x, str) or not x.strip():
-                self.fail(f"expected a non-empty string, got {x!r:.60}", f"{field}[{i}]")
-        if len(v) < min_len:
-            self.fail(f"expected at least {min_len} item(s), got {len(v)}", field)
-        return tuple(v)
-
-    def case_id(self, field: str = "case_id") -> str:
-        v = self.get(field)
-        if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, str) and not v.strip()):
-            self.fail(f"expected an integer or non-empty string id, got {v!r:.60}", field)
-        return str(v)
-
-    def sub(self, field: str) -> _Record:
-        return _Record(self.file, self.index, self.get(field), prefix=f"{self.prefix}{field}.")
-
-    def items(self, field: str) -> list[_Record]:
-        v = self.get(field)
-        if not isinstance(v, list) or not v:
-            self.fail(f"expected a non-empty list, got {type(v).__name__}", field)
-        return [_Record(self.file, self.index, x, prefix=f"{self.prefix}{field}[{i}].") for i, x in enumerate(v)]
-
-
 _SKIP = object()
 
 
-def _request(rec: _Record, subject_field: str, prompt_field: str, **kw: Any) -> EditRequest:
+def _request(rec: Record, subject_field: str, prompt_field: str, **kw: Any) -> EditRequest:
     subject, prompt = kw["subject"], kw["prompt"]
     if subject not in prompt:
         rec.fail(f"subject {subject!r} does not occur in the prompt {prompt!r}", subject_field)
@@ -144,7 +69,7 @@ def parse_counterfact_easyedit(file: Path, data: list[Any]) -> list[EditRequest]
     for i, raw in enumerate(data):
         if raw is _SKIP:
             continue
-        r = _Record(file, i, raw)
+        r = Record(file, i, raw)
         out.append(_request(
             r, "subject", "prompt",
             case_id=r.case_id(), prompt=r.text("prompt"), subject=r.text("subject"),
@@ -156,7 +81,7 @@ def parse_counterfact_easyedit(file: Path, data: list[Any]) -> list[EditRequest]
     return out
 
 
-def _fill(rec: _Record, template_field: str, template: str, subject: str) -> str:
+def _fill(rec: Record, template_field: str, template: str, subject: str) -> str:
     if template.count("{}") != 1:
         rec.fail(f"expected exactly one '{{}}' placeholder for the subject in {template!r}", template_field)
     return template.replace("{}", subject)
@@ -167,7 +92,7 @@ def parse_counterfact_rome(file: Path, data: list[Any]) -> list[EditRequest]:
     for i, raw in enumerate(data):
         if raw is _SKIP:
             continue
-        r = _Record(file, i, raw)
+        r = Record(file, i, raw)
         rw = r.sub("requested_rewrite")
         subject = rw.text("subject")
         prompt = _fill(rw, "prompt", rw.text("prompt"), subject)
@@ -194,7 +119,7 @@ def parse_zsre_mend(file: Path, data: list[Any]) -> list[EditRequest]:
     for i, raw in enumerate(data):
         if raw is _SKIP:
             continue
-        r = _Record(file, i, raw)
+        r = Record(file, i, raw)
         answers = r.texts("answers", min_len=1)
         out.append(_request(
             r, "subject", "src",
@@ -234,7 +159,7 @@ class MquakeCase:
     new_single_hops: tuple[SingleHop, ...] = ()
 
 
-def _hops(r: _Record, field: str) -> tuple[SingleHop, ...]:
+def _hops(r: Record, field: str) -> tuple[SingleHop, ...]:
     if field not in r.raw:
         return ()
     return tuple(SingleHop(h.text("question"), h.text("cloze"), h.text("answer"),
@@ -247,7 +172,7 @@ def parse_mquake(file: Path, data: list[Any]) -> list[MquakeCase]:
     for i, raw in enumerate(data):
         if raw is _SKIP:
             continue
-        r = _Record(file, i, raw)
+        r = Record(file, i, raw)
         cid = r.case_id()
         reqs = []
         for j, rw in enumerate(r.items("requested_rewrite")):
