@@ -1,0 +1,5 @@
+"""Studies behind documented choices (not part of the benchmark runs).
+
+- :mod:`benchmark.studies.layer_choice`: the ROME layer sweep behind the embedded models'
+  edited layers (docs/layer-choice.md), ``python -m benchmark.studies.layer_choice``.
+"""
