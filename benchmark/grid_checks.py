@@ -33,7 +33,7 @@ def _known_datasets() -> list[str]:
 
 
 def _known_tasks() -> list[str]:
-    from benchmark.evaluation.general import task_names
+    from benchmark.evaluation.task_catalog import task_names
 
     return task_names()
 

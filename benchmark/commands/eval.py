@@ -38,7 +38,7 @@ def register(sub) -> None:
 
 
 def parse_tasks(spec: str) -> list[str]:
-    from benchmark.evaluation.general import HEADLINE_TASKS, TASKS
+    from benchmark.evaluation.task_catalog import HEADLINE_TASKS, TASKS
 
     out: list[str] = []
     for part in (s.strip() for s in spec.split(",")):
@@ -57,7 +57,7 @@ def parse_tasks(spec: str) -> list[str]:
 
 
 def parse_limit(spec: str | None, tasks: list[str]) -> int | dict[str, int] | None:
-    from benchmark.evaluation.general import SMOKE_LIMITS
+    from benchmark.evaluation.task_catalog import SMOKE_LIMITS
 
     if spec is None:
         return None
@@ -78,7 +78,8 @@ def _plain(x: float | None) -> float | None:
 
 def run(args) -> int:
     from benchmark.core import io
-    from benchmark.evaluation.general import TASKS, evaluate_tasks
+    from benchmark.evaluation.general import evaluate_tasks
+    from benchmark.evaluation.task_catalog import TASKS
 
     if args.list:
         for name in TASKS.names():

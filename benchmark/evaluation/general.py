@@ -9,8 +9,10 @@ settings attached.
 
 Per-call overhead: the TaskManager (which indexes tasks/lm_eval only, never lm-eval's
 built-in tasks) and each built Task (its parsed documents) are cached in-process, keyed by
-the task YAML's sha256, the data root and each data file's (size, mtime); a grid that
-evaluates twenty checkpoints builds each task once. lm-eval stores no request cache here.
+the task YAML's sha256, the data root, each data file's (size, mtime) and the sha256 of
+the repository files it reads; a grid that evaluates twenty checkpoints builds each task
+once. lm-eval stores no request cache here. The tasks themselves are declared in
+:mod:`benchmark.evaluation.task_catalog`.
 """
 
 from __future__ import annotations
@@ -24,100 +26,14 @@ import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from benchmark.core import settings
-from benchmark.core.registry import Registry
+from benchmark.data import resolve
 from benchmark.evaluation import MetricValue
+from benchmark.evaluation.task_catalog import TASKS, TASKS_YAML_DIR, TaskInfo
 
 log = logging.getLogger(__name__)
-
-TASKS_YAML_DIR = settings.TASKS_DIR / "lm_eval"
-
-Family = Literal["prune", "standard", "alphaedit", "signal"]
-#: How "above chance" is decided for a task (see results/baselines/README.md):
-#: choice -- binomial test of accuracy vs max(1/k, majority share); binary -- binomial test
-#: of a 0/1 generative score vs a floor rate; score -- t-test of a mean score vs a floor;
-#: perplexity -- no chance level (always informative).
-Kind = Literal["choice", "binary", "score", "perplexity"]
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    name: str
-    family: Family
-    kind: Kind
-    primary_metric: str
-    description: str
-    data: tuple[str, ...] = ()  # data-set names (benchmark.data) the task reads
-    n_choices: int | None = None  # for kind "choice"
-    default_n: int | None = None  # documents in the task (None: the whole file)
-    #: chance = max(1/k, majority-label share): False where the gold index is not a label
-    #: a model could always answer (known_facts: the true object is always choice 0)
-    majority_baseline: bool = True
-
-    @property
-    def yaml_path(self) -> Path:
-        return TASKS_YAML_DIR / f"{self.name}.yaml"
-
-
-TASKS: Registry[TaskInfo] = Registry("general-ability task")
-
-
-def _task(*args: Any, **kwargs: Any) -> None:
-    info = TaskInfo(*args, **kwargs)
-    TASKS.register(info.name, info)
-
-
-# PRUNE's four downstream tasks, reproduced (METHODS.md §5)
-_task("prune_reasoning", "prune", "binary", "acc",
-      "GSM8K with the gold rationale in the prompt; gold number substring of 5 new tokens",
-      ("prune-reasoning",), default_n=358)
-_task("prune_summarization", "prune", "score", "rouge_mean",
-      "SAMSum 'TL;DR:' 25 new tokens; mean of ROUGE-1/2/L F1", ("prune-summarization",),
-      default_n=149)
-_task("prune_qa", "prune", "binary", "em",
-      "NQ question with passage, 20 new tokens; any-span exact match", ("prune-qa",),
-      default_n=261)
-_task("prune_nli", "prune", "choice", "acc_total",
-      "RTE 'entails the ... True or False? answer:' 1 token; acc over answered, acc_total",
-      ("prune-nli",), n_choices=2, default_n=299)
-# standard variants
-_task("gsm8k_zeroshot", "standard", "binary", "exact_match",
-      "GSM8K without rationale, zero-shot, last-number exact match", ("gsm8k-test",))
-_task("nq_closedbook", "standard", "binary", "exact_match",
-      "closed-book NQ-open, normalised exact match", ("nq-open-dev",))
-_task("mmlu", "standard", "choice", "acc", "MMLU test, zero-shot, A-D by log-likelihood",
-      ("mmlu",), n_choices=4)
-_task("boolq", "standard", "choice", "acc", "BoolQ dev, no/yes by log-likelihood",
-      ("boolq-dev",), n_choices=2)
-_task("piqa", "standard", "choice", "acc", "PIQA validation, two solutions by log-likelihood",
-      ("piqa-valid", "piqa-valid-labels"), n_choices=2)
-# AlphaEdit / NSE small sets
-for _name, _k in (("sst2", 2), ("mrpc", 2), ("cola", 2), ("rte", 2), ("nli", 2),
-                  ("sentiment_analysis", 2), ("mmlu", 4), ("dialogue", 4)):
-    _task(f"glue_{_name}", "alphaedit", "choice", "f1",
-          f"AlphaEdit glue_eval '{_name}', label words by log-likelihood; weighted F1",
-          (f"glue-{_name.replace('_', '-')}",), n_choices=_k)
-# sensitive signals for small models
-_task("wikitext_heldout", "signal", "perplexity", "word_perplexity",
-      "word perplexity on paragraphs of the second half of WikiText-2 test", ("wikitext2-test",))
-_task("known_facts", "signal", "choice", "acc",
-      "80 well-known facts: true object out-scores a false one (and the mean margin)", (),
-      n_choices=2, majority_baseline=False)
-
-#: Tasks the small-model smoke grid headlines: unedited smollm2-135m and gemma3-270m are
-#: above chance on them (results/baselines/README.md says how that was decided).
-HEADLINE_TASKS: tuple[str, ...] = ("prune_reasoning", "known_facts", "wikitext_heldout")
-#: Per-task document limits for the smoke grid (first N documents). Sized so that one
-#: evaluation of all headline tasks on SmolLM2 stays within about a minute on 2 CPU cores
-#: (tests/benchmarks/test_bench_eval.py).
-SMOKE_LIMITS: dict[str, int] = {"prune_reasoning": 12, "known_facts": 80, "wikitext_heldout": 6}
-
-
-def task_names(family: Family | None = None) -> list[str]:
-    return [n for n in TASKS.names() if family is None or TASKS.get(n).family == family]
 
 
 # --------------------------------------------------------------------------- results
@@ -187,18 +103,14 @@ def task_manager():
 
 
 def _task_key(info: TaskInfo) -> tuple:
-    from benchmark.data import resolve
-
     parts: list[Any] = [info.name, hashlib.sha256(info.yaml_path.read_bytes()).hexdigest(),
                         str(settings.data_root())]
     for name in info.data:
         path = resolve(name)  # verifies existence + sha256 (cached by stat)
         st = path.stat()
         parts.append((name, str(path), st.st_size, st.st_mtime_ns))
-    if info.name == "known_facts":
-        from benchmark.evaluation.lm_tasks import KNOWN_FACTS_FILE
-
-        parts.append(hashlib.sha256(KNOWN_FACTS_FILE.read_bytes()).hexdigest())
+    for file in info.files:
+        parts.append(hashlib.sha256(file.read_bytes()).hexdigest())
     return tuple(parts)
 
 
@@ -338,7 +250,6 @@ def _metric_values(task_results: Mapping[str, Any], task_samples: list[dict],
                    info: TaskInfo) -> dict[str, MetricValue]:
     """lm-eval's aggregated values, with n and (for per-item means) the standard error."""
     out: dict[str, MetricValue] = {}
-    n = len(task_samples)
     for key, value in task_results.items():
         if "," not in key or "_stderr" in key or key == "alias":
             continue
@@ -349,10 +260,7 @@ def _metric_values(task_results: Mapping[str, Any], task_samples: list[dict],
             mv = MetricValue.mean_of([float(v) for v in per_item])
             if math.isclose(mv.value, float(value), rel_tol=1e-9, abs_tol=1e-12):
                 stderr = mv.stderr  # the aggregate is the per-item mean
-        items = n
-        if info.name == "prune_nli" and metric == "acc":
-            items = sum(int(s["answered"]) for s in task_samples)
-        out[metric] = MetricValue(float(value), items, stderr)
+        out[metric] = MetricValue(float(value), info.metric_n(metric, task_samples), stderr)
     return out
 
 

@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.bench, pytest.mark.embedded, pytest.mark.slow]
 
 
 def test_headline_tasks_at_smoke_limits_smollm2(benchmark, smollm2):
-    from benchmark.evaluation.general import HEADLINE_TASKS, SMOKE_LIMITS, evaluate_tasks, load_task
+    from benchmark.evaluation.general import evaluate_tasks, load_task
+    from benchmark.evaluation.task_catalog import HEADLINE_TASKS, SMOKE_LIMITS
 
     for task in HEADLINE_TASKS:
         load_task(task)

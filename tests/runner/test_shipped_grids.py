@@ -38,7 +38,7 @@ def test_smoke_grid_meets_the_issue():
 
 
 def test_smoke_grid_evaluates_the_headline_tasks_at_smoke_limits():
-    from benchmark.evaluation.general import HEADLINE_TASKS, SMOKE_LIMITS
+    from benchmark.evaluation.task_catalog import HEADLINE_TASKS, SMOKE_LIMITS
 
     for c in load_grid("smoke").cells:
         assert {t.name: t.limit for t in c.evaluation.tasks} == \
