@@ -5,8 +5,11 @@ Nothing here changes a cell's records (those are fixed by its :class:`~benchmark
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,3 +34,19 @@ class RunContext:
         self.progress_log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.progress_log, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def scoped_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for a run (data and cache roots, TQDM_DISABLE; spawned
+    worker processes inherit them) and restore the previous values afterwards."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,11 +1,25 @@
 """``seqedit edit``: one unrestrained sequential editing trajectory over the first N
-requests of a data set; prints efficacy right after each edit and on the final model."""
+requests of a data set, run as a one-cell grid (:func:`benchmark.cell.loop.run_cell`).
+
+The cell edits N facts in batches of ``--batch-size`` and evaluates the editing metrics
+(efficacy, generalization, locality; x100, as in published records) at checkpoint N, and
+also on the unedited model with ``--baseline`` (checkpoint 0). ``--timing`` is the cell's
+evaluation timing: ``first-n`` (default) and ``final`` score every fact on the final model
+(keys ``<metric>_final``), ``each`` scores every batch right after its own edit and pools
+them (keys ``<metric>_each``). ``--tasks`` adds general-ability tasks (lm-eval).
+The cell runs in ``--workdir`` (kept) or in a temporary folder (removed afterwards).
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import tempfile
+from pathlib import Path
 
 from benchmark.core.errors import SeqeditError
+
+_SUFFIX = {"first-n": "final", "final": "final", "each": "each"}
 
 
 class EditArgumentError(SeqeditError):
@@ -20,8 +34,18 @@ def register(sub) -> None:
     p.add_argument("--split", default="edit")
     p.add_argument("--n", type=int, required=True, help="number of requests (the first N)")
     p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="the cell seed (default 0)")
+    p.add_argument("--timing", choices=sorted(_SUFFIX), default="first-n",
+                   help="evaluation timing of the editing metrics (default first-n)")
+    p.add_argument("--baseline", action="store_true",
+                   help="also evaluate the unedited model (checkpoint 0)")
+    p.add_argument("--tasks", default=None,
+                   help="comma-separated general-ability tasks to evaluate too (default none)")
+    p.add_argument("--limit", type=int, default=None, help="first N items of each task")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a hyperparameter, e.g. --set target.v_lr=0.1 (YAML value)")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="run the cell here and keep its folder (default: a temporary folder)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--cache-root", default=None)
     p.add_argument("--device", default="cpu")
@@ -42,38 +66,92 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def run(args) -> int:
-    import torch
-
-    from benchmark import models
-    from benchmark.data import load_requests
-    from editors import create_editor
-    from editors.hparams import hparams_hash
-    from editors.trajectory import run_sequence
+def cell_spec(args):
+    """The one-cell spec of the command line: no restraint, variant ``none`` only."""
+    from benchmark.spec import CellSpec, DatasetSpec, EvalSpec, TaskSpec
 
     if args.n < 1 or args.batch_size < 1:
         raise EditArgumentError("--n and --batch-size must be positive")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else []
+    return CellSpec(
+        model=args.model, editor=args.editor, hparams=parse_overrides(args.overrides),
+        dataset=DatasetSpec(name=args.dataset, split=args.split), n_edits=args.n,
+        batch_size=args.batch_size, checkpoints=(0, args.n) if args.baseline else (args.n,),
+        evaluation=EvalSpec(timing=args.timing, spectrum=False,
+                            tasks=tuple(TaskSpec(name=t, limit=args.limit) for t in tasks)),
+        seed=args.seed)
+
+
+def summary(args, spec, folder) -> dict:
+    """The JSON summary: editing metrics per checkpoint, task metrics, timings, provenance."""
+    import torch
+
+    prov = json.loads(folder.provenance_text())
+    out = {"model": args.model, "editor": args.editor, "dataset": args.dataset,
+           "split": args.split, "n": spec.n_edits, "batch_size": spec.batch_size,
+           "seed": spec.seed, "timing": spec.evaluation.timing}
+    general: dict[str, dict[str, float | None]] = {}
+    for r in folder.records(spec.checkpoints):
+        if r.kind == "editing":
+            suffix = "unedited" if r.n_edits == 0 else _SUFFIX[spec.evaluation.timing]
+            out[f"{r.metric}_{suffix}"] = r.value
+        elif r.n_edits == spec.n_edits:
+            general.setdefault(r.task, {})[r.metric] = r.value
+    if general:
+        out["general_final"] = general
+    wall, steps = prov["wall_seconds"], math.ceil(spec.n_edits / spec.batch_size)
+    out.update(seconds_per_edit=wall.get("edits", 0.0) / steps,
+               seconds_per_fact=wall.get("edits", 0.0) / spec.n_edits,
+               seconds_prepare=wall.get("statistics", 0.0),
+               hparams_sha256=prov["hparams_hash"], hparams=prov["hparams"],
+               model_identity=prov["model_identity"], threads=torch.get_num_threads())
+    return out
+
+
+def _roots_env(args) -> dict[str, str]:
+    from benchmark.core import settings
+
+    env = {}
+    if args.data_root is not None:
+        env[settings.DATA_ENV] = str(Path(args.data_root).expanduser().resolve())
+    if args.cache_root is not None:
+        env[settings.CACHE_ENV] = str(Path(args.cache_root).expanduser().resolve())
+    return env
+
+
+def _run_in(args, spec, workdir: Path) -> dict:
+    from benchmark.cell.context import RunContext, scoped_environ
+    from benchmark.cell.folder import CellFolder
+    from benchmark.cell.loop import run_cell
+
+    folder = CellFolder.of(workdir, spec)
+    # state is saved at the checkpoints only (a one-off run is not resumed)
+    ctx = RunContext(grid="edit", device=args.device, save_every=spec.n_edits,
+                     progress=not args.json)
+    with scoped_environ(_roots_env(args)):
+        run_cell(spec, folder.root, ctx)
+    return summary(args, spec, folder)
+
+
+def run(args) -> int:
+    import torch
+
+    spec = cell_spec(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    requests = load_requests(args.dataset, args.split, limit=args.n, data_root=args.data_root)
-    lm = models.load(args.model, device=args.device, cache_dir=args.cache_root)
-    editor = create_editor(args.editor, lm, overrides=parse_overrides(args.overrides) or None,
-                           data_root=args.data_root, cache_root=args.cache_root)
-    res = run_sequence(lm, editor, requests, batch_size=args.batch_size, progress=not args.json)
-    out = {
-        "model": args.model, "editor": args.editor, "dataset": args.dataset, "split": args.split,
-        "n": res.n, "batch_size": res.batch_size,
-        "efficacy_each": res.efficacy_each, "efficacy_final": res.efficacy_final,
-        "generalization_final": res.generalization_final,
-        "seconds_per_edit": res.seconds_per_edit, "seconds_per_fact": res.seconds_per_fact,
-        "seconds_prepare": res.seconds_prepare, "cpu_seconds_per_edit": res.cpu_seconds_per_edit,
-        "hparams_sha256": hparams_hash(editor.hparams), "hparams": editor.hparams.model_dump(mode="json"),
-        "model_identity": lm.identity, "threads": torch.get_num_threads(),
-    }
+    if args.workdir is not None:
+        out = _run_in(args, spec, args.workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="seqedit-edit-") as tmp:
+            out = _run_in(args, spec, Path(tmp))
     if args.json:
         print(json.dumps(out))
-    else:
-        print(f"{args.editor} on {args.model}, {res.n} {args.dataset} facts, batch {res.batch_size}: "
-              f"efficacy each {res.efficacy_each:.3f}, final {res.efficacy_final:.3f}, "
-              f"{res.seconds_per_edit:.2f} s per edit")
+        return 0
+    key = _SUFFIX[spec.evaluation.timing]
+    scores = ", ".join(f"{m} {out[f'{m}_{key}']:.1f}" for m in spec.evaluation.editing_metrics
+                       if out.get(f"{m}_{key}") is not None)
+    print(f"{args.editor} on {args.model}, {spec.n_edits} {args.dataset} facts, batch "
+          f"{spec.batch_size}: {scores} ({key}, %), {out['seconds_per_edit']:.2f} s per edit")
+    if args.workdir is not None:
+        print(f"cell folder: {Path(args.workdir) / spec.folder}")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 
@@ -36,19 +35,12 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    if not args.no_progress:
-        return _run_grid(args)
+    from benchmark.cell.context import scoped_environ
+
     # tqdm reads TQDM_DISABLE when imported (spawned workers import afresh); lm-eval's
     # request bars get it through benchmark.evaluation.general.make_lm
-    before = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
-    try:
+    with scoped_environ({"TQDM_DISABLE": "1"} if args.no_progress else {}):
         return _run_grid(args)
-    finally:
-        if before is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = before
 
 
 def _run_grid(args) -> int:

@@ -7,17 +7,42 @@ import json
 from benchmark.cli import main
 
 
-def test_edit_json_on_tiny_model(capsys, stats_cache, data_root):
+def _edit(capsys, stats_cache, *extra: str) -> dict:
     # CounterFact and the statistics text come from the real data root (4 short samples)
     rc = main(["edit", "--model", "tiny-gpt2", "--editor", "rome", "--dataset", "counterfact",
                "--n", "2", "--json", "--cache-root", str(stats_cache),
-               "--set", "stats.n_samples=4", "--set", "target.v_num_grad_steps=3"])
+               "--set", "stats.n_samples=4", "--set", "target.v_num_grad_steps=3", *extra])
     assert rc == 0
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for key in ("efficacy_each", "efficacy_final", "seconds_per_edit"):
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_edit_json_on_tiny_model(capsys, stats_cache, data_root, tmp_path):
+    """A one-cell run of the real trajectory: editing metrics (x100) on the final model."""
+    out = _edit(capsys, stats_cache, "--workdir", str(tmp_path / "wd"))
+    for key in ("efficacy_final", "generalization_final", "locality_final", "seconds_per_edit",
+                "seconds_prepare", "hparams_sha256", "model_identity"):
         assert key in out
-    assert 0.0 <= out["efficacy_each"] <= 1.0 and 0.0 <= out["efficacy_final"] <= 1.0
-    assert out["n"] == 2 and out["hparams"]["target"]["v_num_grad_steps"] == 3
+    for metric in ("efficacy", "generalization", "locality"):
+        assert 0.0 <= out[f"{metric}_final"] <= 100.0
+    assert out["n"] == 2 and out["timing"] == "first-n"
+    assert out["hparams"]["target"]["v_num_grad_steps"] == 3
+    # the cell folder is kept under --workdir, completed, with the spec the command built
+    (cell,) = [p for p in (tmp_path / "wd").iterdir() if p.is_dir()]
+    assert (cell / "done.json").is_file()
+    spec = json.loads((cell / "spec.json").read_text())
+    assert spec["checkpoints"] == [2] and spec["variants"] == [{"kind": "none"}]
+    assert spec["evaluation"]["tasks"] == [] and spec["trajectory"] == {"kind": "none"}
+
+
+def test_edit_each_timing_and_baseline(capsys, stats_cache, data_root):
+    """``--timing each`` pools the scores taken right after each edit; ``--baseline`` adds
+    the unedited model (checkpoint 0)."""
+    out = _edit(capsys, stats_cache, "--timing", "each", "--baseline")
+    for metric in ("efficacy", "generalization", "locality"):
+        assert 0.0 <= out[f"{metric}_each"] <= 100.0
+        assert 0.0 <= out[f"{metric}_unedited"] <= 100.0
+        assert f"{metric}_final" not in out
+    assert out["timing"] == "each"
 
 
 def test_edit_bad_override_is_a_clean_error(capsys, stats_cache):
