@@ -6,7 +6,7 @@ float64. Orientation is the math one: an edited matrix is ``out x in``, keys are
 ``(A, B)`` with ``ΔW = A @ B.T`` (``A = R``: ``out x n``, ``B``: ``in x n``), so the rank of
 an update never exceeds the batch size ``n``.
 
-References (METHODS.md §3):
+References (docs/methods.md §2.1):
 - MEMIT: ``ΔW = R Kᵀ (λ C0 + K Kᵀ)⁻¹``; sequential MEMIT adds the accumulated ``Kp Kpᵀ``
   of every previously edited key to the bracket.
 - AlphaEdit: ``P = Û Ûᵀ`` with ``Û`` the eigenvectors of ``C0`` whose eigenvalue is below a
