@@ -85,11 +85,8 @@ def _stats_keys(loaded, hp) -> tuple[dict[str, Any], ...]:
     from benchmark.core import io
     from editors.stats import stats_key
 
-    layers = getattr(hp, "layers", None) or [getattr(hp, "layer", None)]
     out = []
-    for layer in layers:
-        if layer is None or getattr(hp, "stats", None) is None:
-            continue
+    for layer in hp.layers:
         key = stats_key(loaded, int(layer), hp.stats)
         out.append({"layer": int(layer), "sha256": io.sha256_json(key), "key": key})
     return tuple(out)
