@@ -14,7 +14,8 @@ Decision rule (one-sided, alpha = 0.01), by task kind:
 - binary (0/1 generative scores: substring, exact match): exact binomial test against
   p0 = 0.02, a floor a broken model does not reach (random tiny models score 0).
 - score (mean ROUGE): one-sided t-test of the per-item ROUGE mean against 0.05.
-- perplexity: no chance level; always informative (the calibrated signal, METHODS §7).
+- perplexity: no chance level; always informative (the calibrated signal; docs/methods.md,
+  general abilities).
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ import sys
 import time
 from pathlib import Path
 
+import scipy.stats
+
 from benchmark.core import io, settings
-from benchmark.evaluation.general import TASKS, TaskInfo, evaluate_tasks
+from benchmark.evaluation.general import evaluate_tasks
+from benchmark.evaluation.task_catalog import TASKS, TaskInfo
 
 log = logging.getLogger(__name__)
 
@@ -53,49 +57,21 @@ BASELINE_LIMITS: dict[str, int] = {
 
 def binom_sf(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p) (exact)."""
-    if k <= 0:
-        return 1.0
-    return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1)))
+    return float(scipy.stats.binom.sf(k - 1, n, p))
 
 
 def t_sf(t: float, df: int) -> float:
-    """Upper tail of Student's t (via the regularised incomplete beta, plain Python)."""
+    """Upper tail P(T > t) of Student's t with ``df`` degrees of freedom (NaN for df < 1)."""
     if df <= 0:
         return math.nan
-    x = df / (df + t * t)
-    tail = 0.5 * _betainc(df / 2, 0.5, x)
-    return tail if t > 0 else 1 - tail
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    # continued fraction (Numerical Recipes betacf), enough for a decision at alpha=0.01
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    lbeta = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-    front = math.exp(lbeta + a * math.log(x) + b * math.log(1 - x))
-    if x > (a + 1) / (a + b + 2):
-        return 1 - _betainc(b, a, 1 - x)
-    c, d = 1.0, 1 - (a + b) * x / (a + 1)
-    d = 1 / d if abs(d) > 1e-300 else 1e300
-    f = d
-    for m in range(1, 300):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1 + num * d
-            d = 1 / d if abs(d) > 1e-300 else 1e300
-            c = 1 + num / c if abs(c) > 1e-300 else 1e300
-            f *= c * d
-    return front * f / a
+    return float(scipy.stats.t.sf(t, df))
 
 
 def per_item(info: TaskInfo, samples: list[dict]) -> dict:
     """What the decision needs from the logged samples of one task."""
     if info.kind == "choice":
-        metric = "acc_total" if info.name == "prune_nli" else "acc"
-        correct = [int(s[metric]) for s in samples]
-        golds = [_gold_of(info, s) for s in samples]
+        correct = [int(s[info.correct_metric]) for s in samples]
+        golds = [s["doc"][info.gold_field] for s in samples]
         majority = max(golds.count(g) for g in set(golds)) / len(golds)
         return {"correct": sum(correct), "n": len(correct), "majority_share": majority}
     if info.kind == "binary":
@@ -104,13 +80,6 @@ def per_item(info: TaskInfo, samples: list[dict]) -> dict:
     if info.kind == "score":
         return {"scores": [float(s[info.primary_metric]) for s in samples]}
     return {"n": len(samples)}
-
-
-def _gold_of(info: TaskInfo, s: dict) -> object:
-    doc = s["doc"]
-    if info.name == "prune_nli":
-        return doc["label"]
-    return doc["gold"]
 
 
 def decide(info: TaskInfo, item: dict) -> dict:

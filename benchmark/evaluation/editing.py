@@ -1,4 +1,5 @@
-"""Editing metrics (METHODS.md §4), batched through :func:`benchmark.core.scoring.score_targets`.
+"""Editing metrics (docs/methods.md, editing metrics), batched through
+:func:`benchmark.core.scoring.score_targets`.
 
 All teacher-forced scoring goes through ``score_targets``: the prompt is encoded with the
 tokenizer's special tokens (a BOS-adding tokenizer gets its BOS), the target with none, so
@@ -25,13 +26,13 @@ CounterFact (``EditRequest`` from the EasyEdit or ROME format):
   of (relation, new target) -- ROME-format requests and the ROME TF-IDF files only; else
   skipped with the note of :func:`benchmark.evaluation.consistency.unavailable_reason`.
 
-zsRE (MEND format; METHODS.md: teacher-forced token-level top-1 accuracy):
+zsRE (MEND format; docs/methods.md: teacher-forced token-level top-1 accuracy):
 - ``zsre_efficacy``: per case, the share of the new answer's tokens that are the argmax
   given ``src`` and the preceding answer tokens; mean over cases.
 - ``zsre_generalization``: the same on ``rephrase``.
 - ``zsre_locality``: the same for ``loc_ans`` given ``loc`` ("nq question: ...") on the
-  evaluated model. This is the absolute form METHODS.md names ("locality on loc against
-  loc_ans"); EasyEdit's variant compares with the unedited model's own predictions instead.
+  evaluated model. This is the absolute form docs/methods.md names (``loc_ans`` given
+  ``loc``); EasyEdit's variant compares with the unedited model's own predictions instead.
 
 MQuAKE (``mquake_multihop``, cases from ``load_mquake_cases``): a multi-hop question
 counts as answered with the new fact when the best P over ``new_answer`` and its aliases
@@ -39,14 +40,13 @@ beats the best P over the old ``answer`` and its aliases, each scored after
 ``MQUAKE_TEMPLATE``; a case is correct if ANY of its questions succeeds (MQuAKE's
 convention of counting a case when one of its three paraphrased questions is answered).
 
-Evaluation timing is a runner setting recorded with the results: :class:`EvalTiming`.
+Evaluation timing is a runner setting recorded with the results: :data:`benchmark.spec.EvalTiming`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from enum import StrEnum
 
 from benchmark.core.scoring import TargetScores, score_targets
 from benchmark.evaluation import MetricValue
@@ -55,20 +55,6 @@ log = logging.getLogger(__name__)
 
 #: Prompt for multi-hop questions (the answer follows after a space).
 MQUAKE_TEMPLATE = "Q: {question} A:"
-
-
-class EvalTiming(StrEnum):
-    """When edited facts are evaluated (part of the protocol; recorded with every result).
-
-    - ``after_each_edit``: each fact right after its own edit (single-edit protocol).
-    - ``first_n_at_checkpoint``: at checkpoint n, the first n edited facts on the model
-      after n edits (PRUNE).
-    - ``all_at_final``: all T facts once on the final model (AlphaEdit / NSE).
-    """
-
-    AFTER_EACH_EDIT = "after_each_edit"
-    FIRST_N_AT_CHECKPOINT = "first_n_at_checkpoint"
-    ALL_AT_FINAL = "all_at_final"
 
 
 COUNTERFACT_METRICS = ("efficacy", "efficacy_magnitude", "generalization", "generalization_magnitude",
@@ -296,7 +282,8 @@ def evaluate_editing(loaded_model, requests: Sequence, metrics: Iterable[str] = 
                      gen_batch_size: int = 8, data_root=None) -> dict[str, MetricValue]:
     """Compute ``metrics`` on ``loaded_model`` (a benchmark.core.arch.LoadedModel).
 
-    ``requests`` are the edited facts to evaluate (chosen by the runner's EvalTiming);
+    ``requests`` are the edited facts to evaluate (chosen by the cell's
+    :data:`benchmark.spec.EvalTiming`);
     ``cases`` the MQuAKE cases for ``mquake_multihop`` (default: rebuilt from MQuAKE
     ``requests``, keeping the cases all of whose edits are among them). Each metric is computed once per
     call (a success rate and its magnitude share one scoring pass). A metric that cannot be
@@ -342,7 +329,7 @@ def evaluate_editing(loaded_model, requests: Sequence, metrics: Iterable[str] = 
 
 
 __all__ = [
-    "ALL_METRICS", "COUNTERFACT_METRICS", "EvalTiming", "MQUAKE_TEMPLATE", "ZSRE_METRICS", "consistency",
+    "ALL_METRICS", "COUNTERFACT_METRICS", "MQUAKE_TEMPLATE", "ZSRE_METRICS", "consistency",
     "counterfact_efficacy", "counterfact_efficacy_magnitude", "counterfact_generalization",
     "counterfact_generalization_magnitude", "counterfact_locality", "counterfact_locality_magnitude",
     "evaluate_editing", "fluency", "generation_prompts", "mquake_multihop", "mquake_question_success",
