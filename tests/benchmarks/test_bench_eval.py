@@ -1,6 +1,6 @@
 """General-ability evaluation cost for the smoke grid (issue 5).
 
-The smoke grid evaluates its headline tasks (``benchmark.evaluation.general.HEADLINE_TASKS``)
+The smoke grid evaluates its headline tasks (``benchmark.evaluation.task_catalog.HEADLINE_TASKS``)
 at ``SMOKE_LIMITS`` about twenty times, so one such evaluation of SmolLM2-135M on this
 machine should take at most a minute. The task objects are built before timing, as they
 are after the grid's first evaluation (they are cached in-process). No timing is asserted:
