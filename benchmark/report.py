@@ -12,7 +12,6 @@ Plots (matplotlib, Agg backend), one PNG per (model, dataset, metric):
 
 from __future__ import annotations
 
-import logging
 import re
 import textwrap
 from collections import defaultdict
@@ -23,8 +22,6 @@ from benchmark.core import io
 from benchmark.core.errors import DataError
 from benchmark.results import Record, read_records
 from benchmark.tables import write_tables
-
-log = logging.getLogger(__name__)
 
 SPECTRUM_PLOTS = {"kappa_w": "κ(W) (largest over edited matrices)",
                   "sigma_max_w": "σ_max(W) (largest over edited matrices)"}
@@ -101,16 +98,14 @@ def _plot(path: Path, title: str, ylabel: str, records: Sequence[Record], spectr
     for ax, editor in zip(axes[0], editors):
         recs = [r for r in records if r.editor == editor]
         series = _series(recs, value_of)
-        for (_ed, traj, variant, bs, _seed, _timing), pts in sorted(series.items()):
-            if not pts:
-                continue
+        for key, pts in sorted(series.items()):
+            _, traj, variant, *_ = key
             xs, ys = zip(*pts)
             style = _STYLES["prune" if variant.startswith("prune") else "none"]
             t_idx = trajectories.index(traj)
             marker = _MARKERS[t_idx % len(_MARKERS)]
-            label = series_label((_ed, traj, variant, bs, _seed, _timing), series)
-            ax.plot(xs, ys, linestyle=style, marker=marker, markersize=4, label=label,
-                    color=colours[t_idx % len(colours)])
+            ax.plot(xs, ys, linestyle=style, marker=marker, markersize=4,
+                    label=series_label(key, series), color=colours[t_idx % len(colours)])
         base = _baseline(recs, value_of)
         if base is not None:
             ax.axhline(base, color="grey", linestyle=":", linewidth=1.5, label="unedited (n = 0)")
