@@ -151,3 +151,15 @@ def test_duplicate_cells_rejected(tmp_path):
     path = _write(tmp_path, text)
     with pytest.raises(GridError, match="appears twice"):
         parse_grid(path, text, FAKE_NAMES)
+
+
+def test_real_name_sources_answer():
+    """The registries behind the default checks are found (a moved name would silently
+    disable a check otherwise)."""
+    names = NameCheckers()
+    assert "smollm2-135m" in names.models()
+    assert "rome" in names.editors()
+    assert "counterfact" in names.datasets()
+    assert "known_facts" in names.tasks()
+    assert "efficacy" in names.editing_metrics()
+    assert names.dataset_size("counterfact", "edit") > 100
