@@ -17,6 +17,7 @@ import math
 import tempfile
 from pathlib import Path
 
+from benchmark.commands.options import add_run_options, positive_int
 from benchmark.core.errors import SeqeditError
 
 _SUFFIX = {"first-n": "final", "final": "final", "each": "each"}
@@ -32,8 +33,8 @@ def register(sub) -> None:
     p.add_argument("--editor", required=True)
     p.add_argument("--dataset", default="counterfact")
     p.add_argument("--split", default="edit")
-    p.add_argument("--n", type=int, required=True, help="number of requests (the first N)")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--n", type=positive_int, required=True, help="number of requests (the first N)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="requests per edit (default 1)")
     p.add_argument("--seed", type=int, default=0, help="the cell seed (default 0)")
     p.add_argument("--timing", choices=sorted(_SUFFIX), default="first-n",
                    help="evaluation timing of the editing metrics (default first-n)")
@@ -41,16 +42,12 @@ def register(sub) -> None:
                    help="also evaluate the unedited model (checkpoint 0)")
     p.add_argument("--tasks", default=None,
                    help="comma-separated general-ability tasks to evaluate too (default none)")
-    p.add_argument("--limit", type=int, default=None, help="first N items of each task")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N items of each task")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a hyperparameter, e.g. --set target.v_lr=0.1 (YAML value)")
     p.add_argument("--workdir", type=Path, default=None,
                    help="run the cell here and keep its folder (default: a temporary folder)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--cache-root", default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_run_options(p)
     p.set_defaults(func=run)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 
+from benchmark.commands.options import positive_int
 from benchmark.core.errors import SeqeditError
 
 
@@ -26,10 +27,10 @@ def register(sub) -> None:
                    help="comma-separated task names, or 'headline' / 'all' (default: headline)")
     p.add_argument("--limit", default=None,
                    help="first N documents of each task, or 'smoke' for the smoke limits")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=8, help="documents per forward pass (default 8)")
     p.add_argument("--chat-template", action="store_true",
                    help="wrap prompts in the tokenizer's chat template (recorded)")
-    p.add_argument("--max-length", type=int, default=None, help="cap the model context")
+    p.add_argument("--max-length", type=positive_int, default=None, help="cap the model context")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="write full results + samples to this JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")

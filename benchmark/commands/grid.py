@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmark.commands.options import positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("grid", help="run a grid of editing trajectories and publish its tables")
@@ -21,10 +23,10 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="torch device (default: the grid's, cpu)")
     p.add_argument("--cells", default=None,
                    help="comma-separated cell hashes or slugs to run (others are left as they are)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch intra-op threads (default: the grid's run.threads, else torch's); "
                         "use the same value when resuming")
-    p.add_argument("--jobs", type=int, default=None,
+    p.add_argument("--jobs", type=positive_int, default=None,
                    help="run this many cells at once in separate processes (default: the grid's "
                         "run.jobs, 1); each uses --threads threads (default 1)")
     p.add_argument("--no-progress", action="store_true",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+from benchmark.commands.options import add_run_options, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("stats", help="precompute cached layer statistics for an editor")
@@ -14,12 +16,8 @@ def register(sub) -> None:
     p.add_argument("--editor", required=True, help="editing method (rome, memit, ...)")
     p.add_argument("--layers", default=None,
                    help="comma-separated layers (default: the editor's hparams)")
-    p.add_argument("--n-samples", type=int, default=None, help="override stats.n_samples")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--cache-root", default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--n-samples", type=positive_int, default=None, help="override stats.n_samples")
+    add_run_options(p)
     p.set_defaults(func=run)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,12 +64,16 @@ def _check_unique(file: Path, ids: list[str], field: str = "case_id") -> None:
 
 
 # --------------------------------------------------------------------------- parsers
+def _records(file: Path, data: list[Any]) -> Iterator[Record]:
+    """The records of ``file`` to parse, each knowing its index (excluded ones skipped)."""
+    for i, raw in enumerate(data):
+        if raw is not _SKIP:
+            yield Record(file, i, raw)
+
+
 def parse_counterfact_easyedit(file: Path, data: list[Any]) -> list[EditRequest]:
     out = []
-    for i, raw in enumerate(data):
-        if raw is _SKIP:
-            continue
-        r = Record(file, i, raw)
+    for r in _records(file, data):
         out.append(_request(
             r, "subject", "prompt",
             case_id=r.case_id(), prompt=r.text("prompt"), subject=r.text("subject"),
@@ -89,10 +93,7 @@ def _fill(rec: Record, template_field: str, template: str, subject: str) -> str:
 
 def parse_counterfact_rome(file: Path, data: list[Any]) -> list[EditRequest]:
     out = []
-    for i, raw in enumerate(data):
-        if raw is _SKIP:
-            continue
-        r = Record(file, i, raw)
+    for r in _records(file, data):
         rw = r.sub("requested_rewrite")
         subject = rw.text("subject")
         prompt = _fill(rw, "prompt", rw.text("prompt"), subject)
@@ -116,14 +117,11 @@ def parse_counterfact_rome(file: Path, data: list[Any]) -> list[EditRequest]:
 
 def parse_zsre_mend(file: Path, data: list[Any]) -> list[EditRequest]:
     out = []
-    for i, raw in enumerate(data):
-        if raw is _SKIP:
-            continue
-        r = Record(file, i, raw)
+    for r in _records(file, data):
         answers = r.texts("answers", min_len=1)
         out.append(_request(
             r, "subject", "src",
-            case_id=str(i), prompt=r.text("src"), subject=r.text("subject"),
+            case_id=str(r.index), prompt=r.text("src"), subject=r.text("subject"),
             target_new=r.text("alt"), target_true=answers[0],
             rephrase_prompts=(r.text("rephrase"),),
             locality=((r.text("loc"), r.text("loc_ans")),),
@@ -169,10 +167,7 @@ def _hops(r: Record, field: str) -> tuple[SingleHop, ...]:
 
 def parse_mquake(file: Path, data: list[Any]) -> list[MquakeCase]:
     cases = []
-    for i, raw in enumerate(data):
-        if raw is _SKIP:
-            continue
-        r = Record(file, i, raw)
+    for r in _records(file, data):
         cid = r.case_id()
         reqs = []
         for j, rw in enumerate(r.items("requested_rewrite")):
