@@ -5,12 +5,14 @@ checkpoint n; ``final``: every fact at the last checkpoint; ``each``: every batc
 after its own edit, pooled at the checkpoints); general abilities at every checkpoint;
 spectrum figures of every edited matrix. Each evaluation runs under its own RNG seeded
 from the cell seed, the checkpoint and the variant. Evaluations of the unedited model
-(checkpoint 0) are shared by the cells of a grid through a small cache.
+(checkpoint 0) are shared by the cells of a grid through a small cache; an entry that does
+not parse or whose key differs is named in a warning and recomputed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 
@@ -22,6 +24,8 @@ from benchmark.core.requests import EditRequest
 from benchmark.evaluation import MetricValue, as_metric_value, pooled
 from benchmark.results import Record, finite_or_none
 from prune.linalg import Update
+
+log = logging.getLogger(__name__)
 
 Metrics = Mapping[str, object]  # metric name -> MetricValue (or what as_metric_value reads)
 
@@ -58,7 +62,15 @@ def _cached(run: CellRun, kind: str, key: dict, compute: Callable[[], dict]) -> 
     path = run.ctx.baseline_dir / f"{kind}-{io.sha256_json(key)[:24]}.json"
     with io.file_lock(path.with_suffix(".lock")):
         if path.is_file():
-            return _decode_metrics(json.loads(path.read_text()))
+            try:
+                raw = json.loads(path.read_text(encoding="utf-8"))
+                if raw["key"] != json.loads(json.dumps(key, default=str)):
+                    raise ValueError("its key differs from this evaluation's")
+                return _decode_metrics(raw)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.warning("%s: unusable baseline cache entry (%s); recomputing it", path, exc)
+                run.ctx.event(run.spec.short_hash, "baseline_corrupt", path=str(path),
+                              reason=str(exc))
         out = compute()
         io.write_json(path, {"key": key, "metrics": _encode_metrics(out)})
         return out

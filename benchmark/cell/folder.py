@@ -1,12 +1,15 @@
 """The cell folder and its one owner: paths, lock, markers, records, failures, status.
 
-A cell's folder (``<workdir>/<slug>-<spec hash>/``) holds ``spec.json``, ``state.pt``
-(saved state of an unfinished trajectory), ``records/ckpt-<n>.jsonl`` (the records of
-checkpoint n, written atomically: the checkpoint's completion marker), ``provenance.json``,
-and one of the markers ``done.json`` (completed) or ``failed.json`` (reason and traceback).
-A lock file beside the folder (``.<folder>.lock``) keeps two processes off one cell.
-Everything else (the runner, publishing) asks :class:`CellFolder`; nothing reads these
-files directly.
+A cell's folder (``<workdir>/<slug>-<spec hash>/``) holds ``spec.json``, ``state-<k>/``
+(the k-th saved state of an unfinished trajectory, :mod:`benchmark.cell.snapshot`; the
+previous one is removed only once the next is complete), ``records/ckpt-<n>.jsonl`` (the
+records of checkpoint n, written atomically: the checkpoint's completion marker),
+``provenance.json``, and one of the markers ``done.json`` (completed: the number and sha256
+of the cell's records) or ``failed.json`` (reason and traceback). A ``done.json`` that does
+not parse or does not match the records is no completion: the cell is failed with that
+reason (and recomputed by ``--resume``). A lock file beside the folder (``.<folder>.lock``)
+keeps two processes off one cell. Everything else (the runner, publishing) asks
+:class:`CellFolder`; nothing reads these files directly.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.core import io
+from benchmark.core.errors import DataError
 from benchmark.results import CellStatus, Record, read_records, write_records
 from benchmark.spec import CellSpec
 
@@ -47,9 +51,19 @@ class CellFolder:
     def name(self) -> str:
         return self.root.name
 
-    @property
-    def state(self) -> Path:
-        return self.root / "state.pt"
+    def state_dir(self, k: int) -> Path:
+        return self.root / f"state-{k:06d}"
+
+    def state_dirs(self) -> list[Path]:
+        """Saved states, newest first."""
+        found = [p for p in self.root.glob("state-*") if p.name[6:].isdigit() and p.is_dir()]
+        return sorted(found, key=lambda p: int(p.name[6:]), reverse=True)
+
+    def drop_states(self, keep: Path | None = None) -> None:
+        """Remove every saved state but ``keep``."""
+        for p in self.state_dirs():
+            if p != keep:
+                shutil.rmtree(p)
 
     @property
     def records_dir(self) -> Path:
@@ -120,13 +134,10 @@ class CellFolder:
         return self.provenance.read_text() if self.provenance.is_file() else None
 
     def complete(self, records: Sequence[Record], git_sha: str | None) -> None:
-        """Write ``done.json`` and drop the saved state (a completed cell's records are final)."""
+        """Write ``done.json`` and drop the saved states (a completed cell's records are final)."""
         io.write_json(self.done, {"status": "completed", "records": len(records),
-                                  "git_sha": git_sha,
-                                  "records_sha256": io.sha256_json([r.model_dump(mode="json")
-                                                                    for r in records])})
-        if self.state.is_file():
-            self.state.unlink()
+                                  "git_sha": git_sha, "records_sha256": _records_sha(records)})
+        self.drop_states()
 
     def record_failure(self, exc: BaseException) -> str:
         """Write ``failed.json`` (reason and traceback); returns the one-line reason."""
@@ -138,17 +149,39 @@ class CellFolder:
         return reason
 
     # ------------------------------------------------------------------ status
-    @property
-    def is_complete(self) -> bool:
-        return self.done.is_file()
-
-    def completed_at_git(self) -> str | None:
-        """The git sha of the code that completed the cell (from ``done.json``)."""
-        return json.loads(self.done.read_text()).get("git_sha")
+    def completion(self, checkpoints: Sequence[int]) -> tuple[dict | None, str | None]:
+        """``(done.json, None)`` for a completed cell whose records match its marker;
+        ``(None, reason)`` when ``done.json`` is present but corrupt or does not match the
+        records; ``(None, None)`` when there is none."""
+        if not self.done.is_file():
+            return None, None
+        try:
+            done = json.loads(self.done.read_text(encoding="utf-8"))
+            records = self.records(checkpoints)
+            ok = (isinstance(done, dict) and done.get("status") == "completed"
+                  and done.get("records") == len(records)
+                  and done.get("records_sha256") == _records_sha(records))
+        except (OSError, ValueError, DataError) as exc:
+            return None, f"{self.done}: corrupt completion marker ({exc})"
+        if not ok:
+            return None, (f"{self.done}: completion marker does not match the cell's records "
+                          "(count or records_sha256)")
+        return done, None
 
     def status(self, spec: CellSpec) -> CellStatus:
-        if self.is_complete:
+        done, corrupt = self.completion(spec.checkpoints)
+        if done is not None:
             return status_row(spec, "completed")
+        if corrupt is not None:
+            return status_row(spec, "failed", f"{corrupt}; rerun the cell (--resume recomputes it)")
         if self.failed.is_file():
-            return status_row(spec, "failed", json.loads(self.failed.read_text()).get("reason"))
+            try:
+                reason = json.loads(self.failed.read_text(encoding="utf-8")).get("reason")
+            except (OSError, ValueError, AttributeError) as exc:
+                reason = f"{self.failed}: failure marker does not parse ({exc})"
+            return status_row(spec, "failed", reason)
         return status_row(spec, "pending")
+
+
+def _records_sha(records: Sequence[Record]) -> str:
+    return io.sha256_json([r.model_dump(mode="json") for r in records])

@@ -42,13 +42,20 @@ def run_cell(spec: CellSpec, cell_dir: Path, ctx: RunContext, comps: Components 
     folder = CellFolder(Path(cell_dir))
     with folder.lock():
         git_sha = git_info().get("sha")
-        if folder.is_complete and ctx.resume:
-            made_by = folder.completed_at_git()
-            if made_by != git_sha:
-                log.warning("%s: completed by code at git %s, now %s; kept (--resume). Rerun "
-                            "without --resume to recompute it", folder.name, made_by, git_sha)
-            return "skipped"
-        folder.start(spec, ctx.resume)
+        resume = ctx.resume
+        if resume:
+            done, corrupt = folder.completion(spec.checkpoints)
+            if done is not None:
+                if done.get("git_sha") != git_sha:
+                    log.warning("%s: completed by code at git %s, now %s; kept (--resume). "
+                                "Rerun without --resume to recompute it", folder.name,
+                                done.get("git_sha"), git_sha)
+                return "skipped"
+            if corrupt is not None:  # the marker cannot be trusted: recompute the whole cell
+                log.warning("%s; recomputing the cell", corrupt)
+                ctx.event(spec.short_hash, "done_corrupt", reason=corrupt)
+                resume = False
+        folder.start(spec, resume)
         run = _start(spec, ctx, comps or Components(), hooks or Hooks(), folder, git_sha)
         _trajectory(run)
         _finish(run)
@@ -78,8 +85,7 @@ def _start(spec: CellSpec, ctx: RunContext, comps: Components, hooks: Hooks,
     run = CellRun(spec=spec, ctx=ctx, comps=comps, hooks=hooks, folder=folder, loaded=loaded,
                   requests=requests, bundle=bundle, editor_state=editor_state,
                   traj=comps.restrainer(spec.trajectory), git_sha=git_sha, wall=wall)
-    if ctx.resume and folder.state.is_file():
-        load_state(run)
+    if ctx.resume and load_state(run):
         ctx.event(cell, "resumed", cursor=run.cursor)
     return run
 

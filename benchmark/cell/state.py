@@ -1,11 +1,13 @@
-"""The state of a running cell, and its save/restore (``state.pt`` in the cell folder).
+"""The state of a running cell, and its save/restore (``state-<k>/`` in the cell folder).
 
-At each checkpoint (and every ``save_every`` edits) the state is saved atomically: the
-accumulated updates, the current edited weights, the editor state, the cursor, the RNG
-states, the per-batch scores of ``each`` timing and the wall-clock accounts. Resume: a
+At each checkpoint (and every ``save_every`` edits) the state is saved as a snapshot
+(:mod:`benchmark.cell.snapshot`: safetensors and JSON with a manifest of hashes; loading
+runs no code): the accumulated updates, the current edited weights, the editor state, the
+cursor, the RNG states, the per-batch scores of ``each`` timing and the wall-clock accounts. Resume: a
 fresh process loads the unedited model, the requests and the editor, runs ``init_state``
 and ``prepare`` on the unedited model (as a fresh run does), then restores the saved
-editor state, edited weights and RNG states and continues from the cursor.
+editor state, edited weights and RNG states and continues from the cursor. A snapshot
+that fails its hash checks is named in a warning and the previous one is used.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from benchmark.cell import snapshot
 from benchmark.cell.context import RunContext
 from benchmark.cell.folder import CellFolder
 from benchmark.cell.rng import rng_state, set_rng_state
 from benchmark.components import Components, EditorBundle, Hooks, Restrainer
-from benchmark.core import io
 from benchmark.core.arch import Layout, LoadedModel, get_module, to_out_in
 from benchmark.core.requests import EditRequest
 from benchmark.evaluation import MetricValue
@@ -89,14 +91,16 @@ class CellRun:
 
 
 def save_state(run: CellRun) -> None:
+    """Save the state as the folder's next snapshot; the previous one is removed only
+    once this one is complete (a kill mid-save leaves the previous one to resume from)."""
     with run.phase("save"):
         blob = {
             "format": STATE_FORMAT,
             "spec_hash": run.spec.spec_hash(),
             "cursor": run.cursor,
             "editor_state": run.editor_state.state_dict(),
-            "acc": {k: (tuple(v) if isinstance(v, tuple) else v) for k, v in run.acc.items()},
-            "weights": {k: run.weight(k).detach().clone() for k in run.w0},
+            "acc": dict(run.acc),
+            "weights": {k: run.weight(k).detach() for k in run.w0},
             "layouts": dict(run.layouts),
             "rng": rng_state(),
             "each": [{k: v.to_dict() for k, v in d.items()} for d in run.each],
@@ -105,25 +109,45 @@ def save_state(run: CellRun) -> None:
             "torch_threads": torch.get_num_threads(),
             "git_sha": run.git_sha,
         }
-        with io.atomic_path(run.folder.state) as tmp:
-            torch.save(blob, tmp)
+        saved = run.folder.state_dirs()
+        target = run.folder.state_dir(int(saved[0].name[6:]) + 1 if saved else 0)
+        snapshot.write(target, blob)
+        run.folder.drop_states(keep=target)
     run.ctx.event(run.spec.short_hash, "state_saved", cursor=run.cursor)
 
 
-def load_state(run: CellRun) -> None:
-    path = run.folder.state
-    # our own file in our own work folder: full unpickling is needed for RNG and editor state
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+def _newest_good_state(run: CellRun) -> dict | None:
+    """The newest snapshot that passes its hash checks; each bad one is named in a warning
+    (and removed by the next save)."""
+    for directory in run.folder.state_dirs():
+        try:
+            return snapshot.read(directory)
+        except snapshot.CorruptSnapshot as exc:
+            log.warning("saved state unusable, trying an older one: %s", exc)
+            run.ctx.event(run.spec.short_hash, "state_corrupt", reason=str(exc))
+    return None
+
+
+def load_state(run: CellRun) -> bool:
+    """Restore the newest good saved state; False when there is none (the cell then starts
+    from its first edit, keeping the checkpoint records already written)."""
+    blob = _newest_good_state(run)
+    if blob is None:
+        if run.folder.state_dirs():
+            log.warning("%s: no usable saved state; the cell restarts from its first edit "
+                        "(checkpoints already written are kept)", run.folder.root)
+        return False
+    path = run.folder.root
     if blob.get("format") != STATE_FORMAT or blob.get("spec_hash") != run.spec.spec_hash():
         raise RuntimeError(f"{path}: saved state belongs to another spec or format; "
                            "delete the cell folder or run without --resume")
     if blob.get("git_sha") != run.git_sha:
-        log.warning("%s was saved by code at git %s, resuming with %s: the records may mix "
+        log.warning("%s: state saved by code at git %s, resuming with %s: the records may mix "
                     "two code versions", path, blob.get("git_sha"), run.git_sha)
     threads = blob.get("torch_threads")
     if threads is not None and threads != torch.get_num_threads():
-        log.warning("%s was saved with %d torch threads, resuming with %d: float results may "
-                    "differ from an uninterrupted run (pass --threads %d)", path,
+        log.warning("%s: state saved with %d torch threads, resuming with %d: float results "
+                    "may differ from an uninterrupted run (pass --threads %d)", path,
                     threads, torch.get_num_threads(), threads)
     run.editor_state.load_state_dict(blob["editor_state"])
     run.layouts = dict(blob["layouts"])
@@ -140,3 +164,4 @@ def load_state(run: CellRun) -> None:
     run.wall = {k: float(v) for k, v in blob["wall"].items()}
     run.sessions = int(blob["sessions"]) + 1
     set_rng_state(blob["rng"])
+    return True
