@@ -1,4 +1,4 @@
-"""Saved run state on disk without pickle: tensors in safetensors, the rest as JSON.
+"""Saved run state on disk as plain data: tensors in safetensors, the rest as JSON.
 
 A snapshot is a folder with three files, the manifest written last:
 
