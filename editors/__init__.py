@@ -27,11 +27,12 @@ def create_editor(method: str, loaded_model, hparams=None, *, overrides: dict | 
                   data_root: str | Path | None = None, cache_root: str | Path | None = None,
                   progress: bool = True):
     """An editor for ``method`` configured for ``loaded_model`` (a LoadedModel)."""
-    from editors.hparams import load_hparams
+    from editors.hparams import check_model_layers, load_hparams
 
     cls = EDITORS.get(method)
     if hparams is None:
         hparams = load_hparams(method, loaded_model.entry.name, overrides)
     elif overrides:
         raise ValueError("give either hparams or overrides, not both")
+    check_model_layers(method, loaded_model.entry, hparams.layers)
     return cls(hparams, data_root=data_root, cache_root=cache_root, progress=progress)

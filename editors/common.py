@@ -4,7 +4,8 @@
 - :class:`TensorState`: named tensors + JSON-able counters, for accumulated K·Kᵀ etc.
   ``state_dict()`` returns ``{"tensors": {...}, "meta": {...}}`` (clones), and
   ``load_state_dict`` restores it; both round-trip through a checkpoint.
-- :func:`check_layers(lm, layers, method)`: every edited layer exists in the model.
+- :func:`check_layers(lm, layers, method)`: every edited layer exists in the model (a
+  DataError naming the hparams file and the field ``layers``).
 - :func:`c0_inverse_applier(c0)`: a cached-factorisation solve ``x -> C0⁻¹ x`` in float64.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from benchmark.core.arch import LoadedModel
+from editors.hparams import check_model_layers
 
 
 @dataclass
@@ -44,9 +46,7 @@ class TensorState:
 
 
 def check_layers(lm: LoadedModel, layers: Sequence[int], method: str) -> None:
-    bad = [layer for layer in layers if not 0 <= layer < lm.arch.n_layers]
-    if bad:
-        raise ValueError(f"{method}: layers {bad} outside 0..{lm.arch.n_layers - 1} of {lm.entry.name}")
+    check_model_layers(method, lm.entry, layers)
 
 
 def c0_inverse_applier(c0: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -20,6 +20,7 @@ Every editor names its edited layers ``layers`` (a list; ROME's holds exactly on
 - :func:`load_hparams(method, model_name, overrides=None)` -> validated model
 - :func:`parse_hparams(method, data, source="<dict>")` -> validated model
 - :func:`hparams_hash(hp)` -> sha256 hex of the validated values (provenance)
+- :func:`check_model_layers(method, model_entry, layers)`: every layer exists in the model
 
 ``overrides`` is a nested dict merged over the file (e.g. ``{"target": {"v_lr": 0.1}}``)
 or dotted keys (``{"target.v_lr": 0.1}``); the result is validated like the file.
@@ -28,6 +29,7 @@ or dotted keys (``{"target.v_lr": 0.1}``); the result is validated like the file
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -42,6 +44,7 @@ from pydantic import (
 )
 
 from benchmark.core import io
+from benchmark.core.arch import ModelEntry
 from benchmark.core.errors import DataError
 
 HPARAMS_DIR = Path(__file__).resolve().parent / "hparams"
@@ -222,6 +225,19 @@ def load_hparams(method: str, model_name: str, overrides: dict[str, Any] | None 
     if overrides:
         data = _merge(data, overrides)
     return parse_hparams(method, data, source=path)
+
+
+def check_model_layers(method: str, model: ModelEntry, layers: Sequence[int], *,
+                       source: str | Path | None = None) -> None:
+    """Every index in ``layers`` is a layer of ``model``; else a DataError naming ``source``
+    (default: the method's hparams file for the model), the field ``layers``, the model and
+    its layer count."""
+    n = model.arch.n_layers
+    bad = [layer for layer in layers if not 0 <= layer < n]
+    if bad:
+        raise DataError(source or hparams_path(method, model.name),
+                        f"{method}: layers {bad} outside 0..{n - 1}: model {model.name} has {n} layers",
+                        field="layers")
 
 
 def hparams_hash(hp: BaseModel) -> str:

@@ -85,8 +85,16 @@ def test_unknown_model_did_you_mean():
 def test_cli_unknown_model_exits_nonzero(capsys):
     from benchmark.cli import main
 
-    assert main(["models", "check", "tiny-lama", "--json"]) != 0
-    assert "did you mean 'tiny-llama'" in capsys.readouterr().err.lower()
+    assert main(["models", "check", "tiny-lama", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'tiny-llama'" in err.lower()
+
+
+def test_missing_module_names_path_and_model_class():
+    lm = models.load("tiny-llama")
+    with pytest.raises(core_arch.ModuleNotFound) as err:
+        core_arch.get_module(lm.model, lm.arch.mlp_name(4))
+    assert str(err.value).startswith("module 'model.layers.4.mlp' not found in LlamaForCausalLM: ")
 
 
 def test_hub_model_offline_fails_fast_with_clear_message(monkeypatch, tmp_path):

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import torch
 
+from benchmark.core.errors import SeqeditError
+
 Layout = Literal["linear", "conv1d"]
 
 
@@ -110,12 +112,17 @@ class LoadedModel:
 
 
 # --------------------------------------------------------------------------- modules
+class ModuleNotFound(SeqeditError):
+    """A module path (from an :class:`ArchFacts` template) that the model does not have."""
+
+
 def get_module(model: torch.nn.Module, name: str) -> torch.nn.Module:
-    """Resolve a dotted module name, with an error naming the missing part."""
+    """Resolve a dotted module name; ModuleNotFound names the path, the model class and the
+    missing part (a layer index beyond the model's layers, a wrong template)."""
     try:
         return model.get_submodule(name)
     except AttributeError as exc:
-        raise KeyError(f"module {name!r} not found in {type(model).__name__}: {exc}") from None
+        raise ModuleNotFound(f"module {name!r} not found in {type(model).__name__}: {exc}") from None
 
 
 def down_weight(model: torch.nn.Module, arch: ArchFacts, layer: int) -> torch.nn.Parameter:

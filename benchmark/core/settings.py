@@ -47,10 +47,20 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def cache_root(explicit: str | os.PathLike | None = None) -> Path:
-    """The cache root: ``explicit``, else ``$SEQEDIT_CACHE``, else ``~/.cache/seqedit-bench``."""
+    """The cache root: ``explicit``, else ``$SEQEDIT_CACHE``, else ``~/.cache/seqedit-bench``.
+
+    Created if missing; raises SettingError naming the folder and where it came from when
+    it cannot be created (a read-only filesystem, a file in the way, no permission).
+    """
     raw = explicit if explicit is not None else os.environ.get(CACHE_ENV)
     root = Path(raw).expanduser() if raw else Path.home() / ".cache" / "seqedit-bench"
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        origin = ("--cache-root" if explicit is not None else f"${CACHE_ENV}" if raw
+                  else f"the default, as {CACHE_ENV} is not set")
+        raise SettingError(f"cache root {root} (from {origin}) cannot be created: "
+                           f"{exc.strerror or exc}; set {CACHE_ENV} to a writable folder") from None
     return root.resolve()
 
 

@@ -16,6 +16,7 @@ import torch
 from benchmark import models
 from benchmark.core import arch as core_arch
 from benchmark.core.arch import get_module, to_out_in
+from benchmark.core.errors import DataError
 from benchmark.core.requests import EditRequest
 from editors.base import apply_delta
 from editors.hparams import parse_hparams
@@ -194,5 +195,5 @@ def test_sequential_memit_state_round_trips_through_a_checkpoint(stats_cache):
 def test_memit_rejects_layers_outside_the_model(stats_cache):
     lm = load("tiny-llama")
     editor = MEMIT(tiny_hparams("memit", layers=(2, 9)), cache_root=stats_cache, progress=False)
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(DataError, match=r"field 'layers': memit: layers \[9\] outside 0..3"):
         editor.prepare(lm, REQUESTS[:1], editor.init_state(lm))
