@@ -1,8 +1,8 @@
 """``seqedit data``: list, verify and fetch the data sets named in tasks/datasets/.
 
 - ``seqedit data list`` -- every manifest, and whether its file is present.
-- ``seqedit data verify [NAME ...]`` -- existence + sha256, and for editing data sets the
-  validation of every record. Without names: all data sets; ones that are not in the offline
+- ``seqedit data verify [NAME ...]`` -- existence + sha256 (always hashed, never taken from
+  the verification cache), and for editing data sets the validation of every record. Without names: all data sets; ones that are not in the offline
   mirror and absent are reported but do not fail. ``--path FILE --format F`` validates a file.
 - ``seqedit data fetch NAME`` -- download and verify (needs SEQEDIT_OFFLINE=0 and a network).
 """
@@ -69,7 +69,7 @@ def _verify_one(name: str, data_root, manifests) -> str:
     from benchmark.data.loaders import PARSERS, load_records
 
     m = get_manifest(name, manifests)
-    verify(m, data_root)
+    verify(m, data_root, use_cache=False)  # always hash the content: never trust a cache
     if m.format in PARSERS:
         n = len(load_records(name, data_root=data_root, manifest_dir=manifests))
         return f"ok  {name}: sha256 matches, {n} records valid"

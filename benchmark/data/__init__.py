@@ -18,6 +18,8 @@ Public API (import from ``benchmark.data``):
   (splits eval/train-1k) and ``mquake`` (split hard; one request per requested rewrite).
   ``dataset`` may also be a manifest name (``counterfact-edit``); ``path=`` reads a file
   directly (with ``format=``). Every record is validated before anything is returned.
+- ``first_requests(dataset, split, n, offset=0)`` -- exactly ``n`` requests from ``offset``;
+  a data set holding fewer is a DataError naming it and its size.
 - ``load_mquake_cases(split="hard", limit=None) -> list[MquakeCase]`` -- multi-hop cases.
 
 Data set names (general abilities for lm-eval tasks): prune-reasoning, prune-summarization,
@@ -28,7 +30,13 @@ sentiment-analysis,dialogue}, wikitext2-test. Run ``seqedit data list`` for all.
 
 from __future__ import annotations
 
-from benchmark.data.loaders import MquakeCase, load_mquake_cases, load_records, load_requests
+from benchmark.data.loaders import (
+    MquakeCase,
+    first_requests,
+    load_mquake_cases,
+    load_records,
+    load_requests,
+)
 from benchmark.data.manifest import DatasetManifest, get_manifest, load_manifests, manifest_dir
 from benchmark.data.store import (
     ChecksumMismatch,
@@ -42,6 +50,6 @@ from benchmark.data.store import (
 
 __all__ = [
     "ChecksumMismatch", "DatasetManifest", "MissingData", "MquakeCase", "clear_verification_cache",
-    "fetch", "get_manifest", "load_manifests", "load_mquake_cases", "load_records", "load_requests",
-    "manifest_dir", "resolve", "tree_sha256", "verify",
+    "fetch", "first_requests", "get_manifest", "load_manifests", "load_mquake_cases", "load_records",
+    "load_requests", "manifest_dir", "resolve", "tree_sha256", "verify",
 ]

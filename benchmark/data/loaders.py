@@ -289,6 +289,19 @@ def load_requests(dataset: str | None = None, split: str | None = None, limit: i
     return records
 
 
+def first_requests(dataset: str, split: str | None, n: int, *, offset: int = 0, data_root=None,
+                   manifest_dir=None) -> list[EditRequest]:
+    """Exactly ``n`` edit requests from position ``offset`` (MQuAKE: of the flattened
+    requests); a data set holding fewer is a DataError naming it and its size (never a
+    silently shorter list)."""
+    requests = load_requests(dataset, split, data_root=data_root, manifest_dir=manifest_dir)
+    if offset + n > len(requests):
+        where = f"data set {dataset}" + (f" (split {split})" if split else "")
+        raise DataError(where, f"holds {len(requests)} edit requests; {n} asked for from offset "
+                        f"{offset}", field="n")
+    return requests[offset:offset + n]
+
+
 def load_mquake_cases(split: str = "hard", limit: int | None = None, *, path: str | Path | None = None,
                       data_root=None, manifest_dir=None) -> list[MquakeCase]:
     """MQuAKE cases, all validated first, then the first ``limit``."""

@@ -1,12 +1,16 @@
 """Resolving a data set name to a verified file under the data root, and fetching it.
 
 ``resolve(name)`` checks that the file exists and that its sha256 matches the manifest.
-Verified hashes are cached by (path, size, mtime_ns, expected sha256): in memory, and in
-``<cache root>/data-verified.json`` so later processes skip re-hashing unchanged files.
+Verified hashes are cached by (path, expected sha256, and each file's size, mtime_ns and
+inode): in memory, and in ``<cache root>/data-verified.json`` so later processes skip
+re-hashing unchanged files (logged: "trusting cached hash of FILE (size, mtime, inode
+unchanged)"). A cache root that cannot be written only costs re-hashing (one warning).
+``seqedit data verify`` never trusts the cache: it always hashes the content.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -22,8 +26,11 @@ from benchmark.data.manifest import DatasetManifest, get_manifest
 
 log = logging.getLogger(__name__)
 
+#: (path, expected sha256, (member, size, mtime_ns, inode) of every file; member "" for a file)
+Key = tuple[str, str, tuple[tuple[str, int, int, int], ...]]
+
 _LOCK = threading.Lock()
-_VERIFIED: set[tuple[str, int, int, str]] = set()
+_VERIFIED: set[Key] = set()
 _DISK_CACHE_NAME = "data-verified.json"
 
 
@@ -44,36 +51,48 @@ def tree_sha256(directory: Path, members: tuple[str, ...]) -> str:
     return h.hexdigest()
 
 
-def _stat_key(path: Path, m: DatasetManifest) -> tuple[str, int, int, str]:
-    if m.is_dir:
-        stats = [(path / f).stat() for f in m.members]
-        size = sum(s.st_size for s in stats)
-        mtime = max([s.st_mtime_ns for s in stats] + [path.stat().st_mtime_ns])
-    else:
-        st = path.stat()
-        size, mtime = st.st_size, st.st_mtime_ns
-    return (str(path), size, mtime, m.sha256 or "")
+def _stat_key(path: Path, m: DatasetManifest) -> Key:
+    files = [(name, path / name) for name in m.members] if m.is_dir else [("", path)]
+    stats = tuple((name, st.st_size, st.st_mtime_ns, st.st_ino)
+                  for name, st in ((name, file.stat()) for name, file in files))
+    return (str(path), m.sha256 or "", stats)
+
+
+def _as_key(row: object) -> Key | None:
+    """A row of the on-disk cache as a key; None for a malformed (or older-format) row."""
+    try:
+        path, sha, files = row  # type: ignore[misc]
+        return (str(path), str(sha), tuple((str(n), int(s), int(t), int(i)) for n, s, t, i in files))
+    except (TypeError, ValueError):
+        return None
 
 
 def _disk_cache_file() -> Path:
     return settings.cache_root() / _DISK_CACHE_NAME
 
 
-def _disk_cache_read() -> set[tuple[str, int, int, str]]:
+def _disk_cache_read() -> set[Key]:
+    """The keys of the on-disk cache: none when it is missing, unreadable or corrupt."""
     try:
         rows = json.loads(_disk_cache_file().read_text())
-        return {tuple(r) for r in rows}  # type: ignore[misc]
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, settings.SettingError):
         return set()
+    keys = {_as_key(r) for r in rows} if isinstance(rows, list) else set()
+    return {k for k in keys if k is not None}
 
 
-def _disk_cache_add(key: tuple[str, int, int, str]) -> None:
+@functools.cache
+def _warn_once(message: str) -> None:
+    log.warning(message)
+
+
+def _disk_cache_add(key: Key) -> None:
+    """Remember a verified file for later processes. A cache root that cannot be created or
+    written only costs re-hashing: one warning, and the run goes on."""
     try:
-        rows = _disk_cache_read()
-        rows.add(key)
-        bio.write_json(_disk_cache_file(), sorted(list(r) for r in rows))
-    except OSError as exc:  # a read-only cache only costs re-hashing
-        log.debug("cannot write %s: %s", _disk_cache_file(), exc)
+        bio.write_json(_disk_cache_file(), sorted(_disk_cache_read() | {key}))
+    except (OSError, settings.SettingError) as exc:
+        _warn_once(f"data verification cache not written ({exc}); later runs hash the data again")
 
 
 def expected_path(m: DatasetManifest, data_root: str | Path | None = None) -> Path:
@@ -89,7 +108,10 @@ def missing_message(m: DatasetManifest, path: Path) -> str:
 
 
 def verify(m: DatasetManifest, data_root: str | Path | None = None, *, use_cache: bool = True) -> Path:
-    """Check existence and sha256 of ``m``'s file; return its path."""
+    """Check existence and sha256 of ``m``'s file; return its path.
+
+    ``use_cache``: skip hashing a file verified before whose size, mtime and inode are
+    unchanged (logged). Without it the content is always hashed (``seqedit data verify``)."""
     path = expected_path(m, data_root)
     if m.is_dir:
         if not path.is_dir():
@@ -113,6 +135,7 @@ def verify(m: DatasetManifest, data_root: str | Path | None = None, *, use_cache
         if use_cache and key in _VERIFIED:
             return path
     if use_cache and key in _disk_cache_read():
+        log.info("trusting cached hash of %s (size, mtime, inode unchanged)", path)
         with _LOCK:
             _VERIFIED.add(key)
         return path
@@ -135,7 +158,7 @@ def resolve(name: str, *, data_root: str | Path | None = None,
 
 
 def clear_verification_cache() -> None:
-    """Forget in-memory verifications (the on-disk cache is keyed by size and mtime anyway)."""
+    """Forget in-memory verifications (the on-disk cache is keyed by size, mtime and inode)."""
     with _LOCK:
         _VERIFIED.clear()
 
