@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from benchmark.cli import main
@@ -21,3 +23,19 @@ def test_unknown_action_is_refused(capsys):
         main(["models", "lst"])
     assert info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_every_number_option_is_validated_where_parsed():
+    """No command reads a number with a bare int/float: each goes through a validator of
+    benchmark.commands.options (or a command's own parser), so 0 or -1 is never a default."""
+    from benchmark.cli import build_parser
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if action.type in (int, float):
+                yield f"{path} {'/'.join(action.option_strings) or action.dest}"
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, f"{path} {name}")
+
+    assert list(walk(build_parser(), "seqedit")) == []

@@ -17,7 +17,7 @@ import math
 import tempfile
 from pathlib import Path
 
-from benchmark.commands.options import add_run_options, positive_int
+from benchmark.commands.options import add_run_options, non_negative_int, output_dir, positive_int
 from benchmark.core.errors import SeqeditError
 
 _SUFFIX = {"first-n": "final", "final": "final", "each": "each"}
@@ -35,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="edit")
     p.add_argument("--n", type=positive_int, required=True, help="number of requests (the first N)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="requests per edit (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="the cell seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="the cell seed (default 0)")
     p.add_argument("--timing", choices=sorted(_SUFFIX), default="first-n",
                    help="evaluation timing of the editing metrics (default first-n)")
     p.add_argument("--baseline", action="store_true",
@@ -67,8 +67,6 @@ def cell_spec(args):
     """The one-cell spec of the command line: no restraint, variant ``none`` only."""
     from benchmark.spec import CellSpec, DatasetSpec, EvalSpec, TaskSpec
 
-    if args.n < 1 or args.batch_size < 1:
-        raise EditArgumentError("--n and --batch-size must be positive")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else []
     return CellSpec(
         model=args.model, editor=args.editor, hparams=parse_overrides(args.overrides),
@@ -77,6 +75,26 @@ def cell_spec(args):
         evaluation=EvalSpec(timing=args.timing, spectrum=False,
                             tasks=tuple(TaskSpec(name=t, limit=args.limit) for t in tasks)),
         seed=args.seed)
+
+
+def check_inputs(args, spec) -> None:
+    """Before loading anything heavy: the hparams' layers exist in the model, the data set
+    holds ``--n`` requests, every task holds ``--limit`` documents, ``--workdir`` is writable."""
+    from benchmark.data import first_requests
+    from benchmark.models import get_entry
+    from editors.hparams import check_model_layers, load_hparams
+
+    entry = get_entry(spec.model)
+    hp = load_hparams(spec.editor, spec.model, dict(spec.hparams) or None)
+    check_model_layers(spec.editor, entry, hp.layers,
+                       source="--set layers" if "layers" in spec.hparams else None)
+    first_requests(spec.dataset.name, spec.dataset.split, spec.n_edits)
+    if spec.evaluation.tasks:
+        from benchmark.evaluation.general import task_limits
+
+        task_limits([t.name for t in spec.evaluation.tasks], args.limit)
+    if args.workdir is not None:
+        output_dir(args.workdir, "--workdir")
 
 
 def summary(args, spec, folder) -> dict:
@@ -133,7 +151,11 @@ def _run_in(args, spec, workdir: Path) -> dict:
 def run(args) -> int:
     import torch
 
+    from benchmark.cell.context import scoped_environ
+
     spec = cell_spec(args)
+    with scoped_environ(_roots_env(args)):
+        check_inputs(args, spec)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.workdir is not None:

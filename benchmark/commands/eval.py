@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
-from benchmark.commands.options import positive_int
+from benchmark.commands.options import output_file, positive_int
 from benchmark.core.errors import SeqeditError
 
 
@@ -32,7 +33,8 @@ def register(sub) -> None:
                    help="wrap prompts in the tokenizer's chat template (recorded)")
     p.add_argument("--max-length", type=positive_int, default=None, help="cap the model context")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=None, help="write full results + samples to this JSON file")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write full results + samples to this JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--list", action="store_true", help="list the tasks and exit")
     p.set_defaults(func=run)
@@ -78,8 +80,9 @@ def _plain(x: float | None) -> float | None:
 
 
 def run(args) -> int:
+    from benchmark import models
     from benchmark.core import io
-    from benchmark.evaluation.general import evaluate_tasks
+    from benchmark.evaluation.general import evaluate_tasks, task_limits
     from benchmark.evaluation.task_catalog import TASKS
 
     if args.list:
@@ -89,12 +92,12 @@ def run(args) -> int:
         return 0
     if not args.model:
         raise EvalArgumentError("--model is required (see `seqedit models`)")
-    if args.batch_size < 1:
-        raise EvalArgumentError(f"--batch-size must be at least 1, got {args.batch_size}")
+    models.get_entry(args.model)  # UnknownName with did-you-mean, before anything is loaded
+    if args.out is not None:
+        output_file(args.out, "--out")
     tasks = parse_tasks(args.tasks)
     limit = parse_limit(args.limit, tasks)
-
-    from benchmark import models
+    task_limits(tasks, limit)  # a limit beyond a task's documents is an error
 
     lm = models.load(args.model, device=args.device)
     result = evaluate_tasks(lm, tasks, limit=limit, batch_size=args.batch_size,

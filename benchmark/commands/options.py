@@ -1,23 +1,79 @@
-"""Command-line options shared by the commands, and the argument types that validate them.
+"""Command-line options shared by the commands, and the checks that validate them.
 
 Every number is checked where it is parsed (argparse names the option in its error and
-exits with 2), so a bad value never reaches the run as a silent default.
+exits with 2), so a bad value never reaches the run as a silent default. Output paths are
+checked before any work starts (:func:`output_dir`, :func:`output_file`): a path that is
+an existing file where a folder is wanted, or that cannot be written, is an
+:class:`ArgumentError` naming the option and the path.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
+
+from benchmark.core.errors import SeqeditError
+
+
+class ArgumentError(SeqeditError):
+    """A command-line argument that parses but cannot be used (e.g. an unwritable path)."""
+
+
+def _whole_number(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ {minimum}, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:
     """An integer ≥ 1 (``--threads 0`` or ``--jobs 0`` is an error, not "the default")."""
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An integer ≥ 0 (seeds)."""
+    return _whole_number(text, 0)
+
+
+def int_list(text: str) -> list[int]:
+    """Comma-separated integers ≥ 0, e.g. ``--layers 4,5,6``."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers ≥ 0, got {text!r}")
+    return [non_negative_int(p) for p in parts]
+
+
+def _probe_writable(folder: Path, option: str, path: Path) -> None:
+    """Create ``folder`` if missing and write (then drop) a nameless file in it."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {value}")
-    return value
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ArgumentError(f"{option} {path}: cannot write to {folder} "
+                            f"({exc.strerror or exc}); give a writable location") from None
+
+
+def output_dir(path: Path, option: str) -> Path:
+    """``path`` as a folder this command may write into (created if missing)."""
+    if path.exists() and not path.is_dir():
+        raise ArgumentError(f"{option} {path}: is an existing file, not a folder; "
+                            "give a folder (it is created if missing)")
+    _probe_writable(path, option, path)
+    return path
+
+
+def output_file(path: Path, option: str) -> Path:
+    """``path`` as a file this command may (over)write; its folder is created if missing."""
+    if path.is_dir():
+        raise ArgumentError(f"{option} {path}: is a folder; give a file name")
+    _probe_writable(path.parent, option, path)
+    return path
 
 
 def add_run_options(p: argparse.ArgumentParser, *, roots: bool = True, device: str | None = "cpu",

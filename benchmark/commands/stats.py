@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 
-from benchmark.commands.options import add_run_options, positive_int
+from benchmark.commands.options import add_run_options, int_list, positive_int
 
 
 def register(sub) -> None:
     p = sub.add_parser("stats", help="precompute cached layer statistics for an editor")
     p.add_argument("--model", required=True)
     p.add_argument("--editor", required=True, help="editing method (rome, memit, ...)")
-    p.add_argument("--layers", default=None,
+    p.add_argument("--layers", type=int_list, default=None,
                    help="comma-separated layers (default: the editor's hparams)")
     p.add_argument("--n-samples", type=positive_int, default=None, help="override stats.n_samples")
     add_run_options(p)
@@ -27,13 +27,15 @@ def run(args) -> int:
     from benchmark import models
     from benchmark.core import io
     from editors import stats
-    from editors.hparams import load_hparams
+    from editors.hparams import check_model_layers, load_hparams
 
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {"stats.n_samples": args.n_samples} if args.n_samples else None
     hp = load_hparams(args.editor, args.model, overrides)
-    layers = [int(x) for x in args.layers.split(",")] if args.layers else list(hp.layers)
+    layers = args.layers or list(hp.layers)
+    check_model_layers(args.editor, models.get_entry(args.model), layers,
+                       source="--layers" if args.layers else None)
     lm = models.load(args.model, device=args.device, cache_dir=args.cache_root)
     before = stats.COMPUTE_COUNT["second_moment"]
     c0 = stats.second_moments(lm, layers, hp.stats, data_root=args.data_root,

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from benchmark.core import settings
+from benchmark.core.errors import DataError
 from benchmark.data import resolve
 from benchmark.evaluation import MetricValue
 from benchmark.evaluation.task_catalog import TASKS, TASKS_YAML_DIR, TaskInfo
@@ -152,6 +153,23 @@ def _resolve_limits(tasks: Sequence[str], limit: int | Mapping[str, int] | None)
     return {t: limit.get(t) for t in tasks}
 
 
+def task_limits(tasks: Sequence[str], limit: int | Mapping[str, int] | None) -> dict[str, int]:
+    """How many leading documents of each task to evaluate: ``limit`` (one number for every
+    task, a per-task mapping, or None for all of them). A limit beyond a task's documents is
+    a DataError naming the task, its size and its data sets, never a silent cut."""
+    limits = _resolve_limits(tasks, limit)
+    out = {}
+    for name in tasks:
+        n_docs = len(load_task(name).eval_docs)
+        lim = limits[name]
+        if lim is not None and lim > n_docs:
+            data = ", ".join(TASKS.get(name).data) or "its repository files"
+            raise DataError(f"task {name}", f"limit {lim} is more than its {n_docs} documents "
+                            f"(data: {data})", field="limit")
+        out[name] = n_docs if lim is None else lim
+    return out
+
+
 def progress_disabled() -> bool:
     """``TQDM_DISABLE`` set to a true value (``seqedit grid --no-progress`` sets it)."""
     return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
@@ -192,9 +210,10 @@ def evaluate_tasks(loaded_model, tasks: Iterable[str], limit: int | Mapping[str,
     """Evaluate ``loaded_model`` (a :class:`benchmark.core.arch.LoadedModel`) on suite tasks.
 
     ``limit``: the first N documents of every task, or a per-task mapping (missing tasks:
-    all documents). ``apply_chat_template`` wraps each prompt in the tokenizer's chat
-    template (instruct models); it is recorded in ``result.settings``. Samples are always
-    collected internally (the metrics' standard errors and task hashes come from them);
+    all documents); see :func:`task_limits`. ``apply_chat_template`` wraps each prompt in the
+    tokenizer's chat template (instruct models); it is recorded in ``result.settings``.
+    Samples are always collected internally (the metrics' standard errors and task hashes
+    come from them);
     ``log_samples=False`` only drops them from the returned object.
     """
     import lm_eval
@@ -205,13 +224,9 @@ def evaluate_tasks(loaded_model, tasks: Iterable[str], limit: int | Mapping[str,
     if not names:
         raise ValueError("no tasks given")
     infos = {n: TASKS.get(n) for n in names}  # UnknownName with did-you-mean
-    limits = _resolve_limits(names, limit)
+    counts = task_limits(names, limit)
     task_objs = {n: load_task(n) for n in names}
-    samples_arg = {}
-    for n, task in task_objs.items():
-        n_docs = len(task.eval_docs)
-        lim = limits[n]
-        samples_arg[n] = list(range(n_docs if lim is None else min(lim, n_docs)))
+    samples_arg = {n: list(range(counts[n])) for n in names}
     lm = make_lm(loaded_model, batch_size=batch_size, max_length=max_length)
     for n, task in task_objs.items():
         gen = task.get_config("generation_kwargs") or {}
