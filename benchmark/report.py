@@ -1,4 +1,5 @@
-"""Tables and PNG plots from a records file (``seqedit report DIR``).
+"""PNG plots from records (``seqedit report DIR`` rebuilds them with the tables, see
+:func:`benchmark.publish.regenerate`).
 
 Plots (matplotlib, Agg backend), one PNG per (model, dataset, metric):
 
@@ -19,9 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmark.core import io
-from benchmark.core.errors import DataError
-from benchmark.results import Record, read_records
-from benchmark.tables import write_tables
+from benchmark.results import Record
 
 SPECTRUM_PLOTS = {"kappa_w": "κ(W) (largest over edited matrices)",
                   "sigma_max_w": "σ_max(W) (largest over edited matrices)"}
@@ -156,16 +155,3 @@ def write_plots(directory: Path, records: Sequence[Record]) -> list[Path]:
             if stale.name not in keep:
                 stale.unlink()
     return written
-
-
-def regenerate(directory: Path) -> dict[str, list[Path]]:
-    """Rebuild tables and plots of a published results folder from its records.jsonl."""
-    directory = Path(directory)
-    path = directory / "records.jsonl"
-    if not path.is_file():
-        raise DataError(path, "no records file here: give a results folder written by `seqedit grid`")
-    records = read_records(path)
-    title = f"{directory.name} ({directory.parent.name})"
-    tables = write_tables(directory, records, title=title)
-    plots = write_plots(directory, records)
-    return {"tables": tables, "plots": plots}

@@ -25,9 +25,9 @@ import resource
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from benchmark import SUITE_VERSION
 from benchmark.core import io, settings
@@ -43,13 +43,23 @@ KEY_FIELDS = ("grid", "model", "editor", "dataset", "trajectory", "batch_size", 
               "n_edits", "variant", "kind", "task", "metric")
 
 
+def _known_schema(v: int) -> int:
+    if v != RECORDS_SCHEMA_VERSION:
+        raise ValueError(f"unsupported schema_version {v}; this suite reads version "
+                         f"{RECORDS_SCHEMA_VERSION} (a file of another suite release?)")
+    return v
+
+
+SchemaVersion = Annotated[int, AfterValidator(_known_schema)]
+
+
 class Record(BaseModel):
     """One measured value. ``task`` is the editing dataset (kind ``editing``), the
     general-ability task (``general``) or the edited matrix (``spectrum``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: int = RECORDS_SCHEMA_VERSION
+    schema_version: SchemaVersion = RECORDS_SCHEMA_VERSION
     suite_version: str = SUITE_VERSION
     grid: str
     cell: str
@@ -101,23 +111,33 @@ def write_records(path: Path, records: Iterable[Record]) -> None:
     io.write_text(path, records_to_jsonl(records))
 
 
-def read_records(path: Path) -> list[Record]:
-    """Read a records JSONL; a bad line raises DataError naming file, line and field."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def _read_jsonl(path: Path, model: type[M], what: str) -> list[M]:
+    """Read a JSONL of ``model`` rows; a bad line raises DataError naming file, line and field."""
     out = []
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise DataError(path, f"cannot read records: {exc}") from None
+        raise DataError(path, f"cannot read {what}: {exc.strerror or exc}") from None
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            out.append(Record.model_validate_json(line))
+            out.append(model.model_validate_json(line))
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or None
-            raise DataError(path, err["msg"], record=f"line {i}", field=field) from None
+            raise DataError(path, err["msg"].removeprefix("Value error, "), record=f"line {i}",
+                            field=field) from None
     return out
+
+
+def read_records(path: Path) -> list[Record]:
+    """Read a records JSONL; a bad line (an unknown ``schema_version`` included) raises
+    DataError naming file, line and field."""
+    return _read_jsonl(path, Record, "records")
 
 
 # --------------------------------------------------------------------------- cells
@@ -127,12 +147,21 @@ CellStatusName = Literal["completed", "failed", "pending"]
 class CellStatus(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: int = RECORDS_SCHEMA_VERSION
+    schema_version: SchemaVersion = RECORDS_SCHEMA_VERSION
     cell: str
     folder: str
     status: CellStatusName
     reason: str | None = None
     spec: dict[str, Any]
+
+
+def cells_to_jsonl(statuses: Iterable[CellStatus]) -> str:
+    return "".join(json.dumps(s.model_dump(mode="json"), sort_keys=True) + "\n" for s in statuses)
+
+
+def read_cells(path: Path) -> list[CellStatus]:
+    """Read a ``cells.jsonl``; errors name file, line and field like :func:`read_records`."""
+    return _read_jsonl(path, CellStatus, "cell statuses")
 
 
 # --------------------------------------------------------------------------- provenance

@@ -12,7 +12,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from benchmark.report import regenerate
+    from benchmark.publish import regenerate
 
     out = regenerate(args.dir)
     for kind, paths in out.items():
