@@ -1,10 +1,12 @@
 """``seqedit`` command line. Each subcommand lives in its own module of benchmark/commands/
 with ``register(subparsers)``; this file only wires them together and turns
-:class:`~benchmark.core.errors.SeqeditError` into a message and a non-zero exit."""
+:class:`~benchmark.core.errors.SeqeditError` and an OSError on a path (read-only, full,
+a file where a folder should be) into one line and a non-zero exit."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -54,6 +56,34 @@ def main(argv: list[str] | None = None) -> int:
     except (SeqeditError, UnknownName, NetworkRequired, SettingError) as exc:
         print(f"seqedit {args.command}: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        print(f"seqedit {args.command}: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+
+
+#: what to do about an OSError on a path, by errno
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space or choose another --out/--workdir",
+    errno.EDQUOT: "the disk quota is exhausted: free space or choose another --out/--workdir",
+    errno.EROFS: "the file system is read-only: choose a writable --out/--workdir",
+    errno.EACCES: "permission denied: choose a folder you can write to, or fix its permissions",
+    errno.EPERM: "not permitted: choose a folder you can write to, or fix its permissions",
+    errno.EEXIST: "a file is in the way of a folder: give a folder path, or move the file",
+    errno.ENOTDIR: "a file is in the way of a folder: give a folder path, or move the file",
+    errno.EISDIR: "a folder is in the way of a file: give a file path, or move the folder",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError on a path: ``cannot write <path>: <reason> (<what to do>)``
+    (``cannot access`` for errors that are not about writing).
+    Nothing was published: publishing is all or nothing (:mod:`benchmark.publish`)."""
+    path = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    if exc.errno in _OS_HINTS:
+        return f"cannot write {path}: {exc.strerror} ({_OS_HINTS[exc.errno]})"
+    return f"cannot access {path}: {exc.strerror or exc} (check the path and its folder)"
 
 
 if __name__ == "__main__":

@@ -184,7 +184,10 @@ class Components:
 @dataclass
 class Hooks:
     """Test hooks: ``after_edit(cursor)`` runs after each applied batch (a test raises from
-    it to simulate a kill); ``on_compute(cell, batch)`` counts editor calls."""
+    it to simulate a kill); ``on_compute(cell, batch)`` counts editor calls;
+    ``on_publish(step)`` runs at each step of publishing (``publish_start``,
+    ``publish_staged``, ``publish_swapping``, ``published``)."""
 
     after_edit: Callable[[int], None] | None = None
     on_compute: Callable[[str, Sequence], None] | None = None
+    on_publish: Callable[[str], None] | None = None

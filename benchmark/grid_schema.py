@@ -12,7 +12,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from benchmark.core.errors import DataError
-from benchmark.spec import DatasetSpec, Dtype, EvalSpec, Restraint, _restraint_shorthand
+from benchmark.spec import (
+    DatasetSpec,
+    Dtype,
+    EvalSpec,
+    Restraint,
+    SafeName,
+    _restraint_shorthand,
+)
 
 GRID_SCHEMA_VERSION = 1
 
@@ -86,7 +93,7 @@ REQUIRED_AXES = ("models", "editors", "datasets", "n_edits", "checkpoints")
 
 class GridFile(Axes):
     schema_version: int
-    name: str
+    name: SafeName
     description: str = ""
     requires: Requirements = Requirements()
     run: RunOptions = RunOptions()

@@ -10,15 +10,27 @@ written by :mod:`benchmark.publish` from the cell folders. The cost model of ``-
 is :mod:`benchmark.cost`. Cell folders are read and written only through
 :class:`benchmark.cell.folder.CellFolder`.
 
+A runner owns its work folder while it runs (a lock on ``.runner.lock`` naming its pid and
+start time): a second runner on the same folder, with or without ``--resume``, is refused
+before it deletes or writes anything. ``--cells`` names must each match a cell (else an
+error with did-you-mean); cells not run keep their published rows.
+
 A failing cell (an exception, non-finite weights, out of memory) is recorded as failed with
 its reason (``failed.json`` in its folder, ``status: failed`` in ``cells.jsonl``) and the
-grid goes on. ``KeyboardInterrupt`` and kills stop the run; ``--resume`` continues it.
+grid goes on. ``KeyboardInterrupt`` and kills stop the run; ``--resume`` continues it. The
+statuses the runner returns are those of the published ``cells.jsonl``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import gc
+import json
 import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,34 +42,99 @@ from benchmark.cell.folder import CellBusy, CellFolder, status_row
 from benchmark.cell.loop import run_cell
 from benchmark.components import Components, Hooks
 from benchmark.core import io, settings
+from benchmark.core.errors import SeqeditError
 from benchmark.grid import Grid
-from benchmark.publish import publish
+from benchmark.publish import check_target, publish
 from benchmark.results import CellStatus
 from benchmark.spec import CellSpec
 
 log = logging.getLogger(__name__)
 
 
+class WorkFolderBusy(SeqeditError):
+    """Another live runner holds the work folder; nothing was touched."""
+
+
 def default_workdir() -> Path:
     return settings.cache_root() / "runs"
 
 
+def inside(root: Path, *parts: str) -> Path:
+    """``root/parts...`` as an absolute path, refused unless it lies strictly inside ``root``."""
+    base = Path(os.path.abspath(root))
+    path = Path(os.path.abspath(base.joinpath(*parts)))
+    if path == base or not path.is_relative_to(base):
+        raise SeqeditError(f"{path}: resolves outside {base}; names of grids and cells may not "
+                           "contain path separators or '..'")
+    return path
+
+
 def grid_workdir(grid: Grid, workdir: Path | None = None) -> Path:
-    return Path(workdir or default_workdir()) / SUITE_VERSION / grid.name
+    return inside(Path(workdir or default_workdir()) / SUITE_VERSION, grid.name)
 
 
 def default_out(grid: Grid) -> Path:
-    return settings.RESULTS_DIR / SUITE_VERSION / grid.name
+    return inside(settings.RESULTS_DIR / SUITE_VERSION, grid.name)
+
+
+def select_cells(grid: Grid, names: Sequence[str] | None) -> list[CellSpec]:
+    """The cells named in ``names`` (all when empty): each name is a cell hash, a unique
+    prefix of one (4 characters or more), a slug or a folder, and must match."""
+    if not names:
+        return list(grid.cells)
+    chosen: set[str] = set()
+    for name in names:
+        hits = {c.short_hash for c in grid.cells if name in (c.short_hash, c.slug, c.folder)}
+        if not hits and len(name) >= 4:
+            hits = {c.short_hash for c in grid.cells if c.short_hash.startswith(name)}
+            if len(hits) > 1:
+                raise SeqeditError(f"--cells: {name!r} is a prefix of several cells of grid "
+                                   f"{grid.name!r} ({', '.join(sorted(hits))}); give more characters")
+        if not hits:
+            known = [c.short_hash for c in grid.cells] + [c.slug for c in grid.cells]
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise SeqeditError(f"--cells: no cell of grid {grid.name!r} is named {name!r}.{hint} "
+                               "A cell is named by its hash (or a prefix of 4+ characters), slug "
+                               f"or folder; `seqedit grid --grid {grid.name} --dry-run` lists them")
+        chosen |= hits
+    return [c for c in grid.cells if c.short_hash in chosen]
+
+
+@contextlib.contextmanager
+def own_workdir(wd: Path) -> Iterator[None]:
+    """Hold the work folder (its cells and shared baselines) for this process: a second
+    runner on it, with or without ``--resume``, is refused before it touches anything. The
+    lock file names the owner (pid, start time); the lock dies with its process."""
+    lock = wd / ".runner.lock"
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(io.file_lock(lock, blocking=False))
+    except io.LockBusy:
+        try:
+            owner = json.loads(lock.read_text(encoding="utf-8"))
+            who = f"pid {owner['pid']}, started {owner['started']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            who = "pid unknown: it is starting"
+        raise WorkFolderBusy(f"work folder {wd} is in use by another seqedit run ({who}); "
+                             "wait for it to finish or stop it, then run again (--resume "
+                             "continues its cells)") from None
+    with stack:
+        # written in place: the lock is held on this file, a rename would replace it
+        with open(lock, "w", encoding="utf-8") as fh:
+            json.dump({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}, fh)
+        yield
 
 
 @dataclass
 class GridOutcome:
-    statuses: list[CellStatus]
+    statuses: list[CellStatus]  # the cells this run ran, as published in cells.jsonl
     out: Path | None
 
     @property
     def failed(self) -> list[CellStatus]:
-        return [s for s in self.statuses if s.status == "failed"]
+        """Cells of this run that did not complete (failed, or pending: never ran)."""
+        return [s for s in self.statuses if s.status != "completed"]
 
 
 def run_grid(grid: Grid, *, workdir: Path | None = None, out: Path | None = None,
@@ -65,29 +142,35 @@ def run_grid(grid: Grid, *, workdir: Path | None = None, out: Path | None = None
              components: Components | None = None, hooks: Hooks | None = None,
              publish_results: bool = True, only: list[str] | None = None,
              threads: int | None = None, jobs: int | None = None) -> GridOutcome:
-    """Run every cell of ``grid`` (``only``: cell hashes or slugs to restrict to).
+    """Run every cell of ``grid`` (``only``: cell names to restrict to, see
+    :func:`select_cells`) and publish.
 
     ``jobs`` > 1 runs cells in that many spawned processes (``threads`` torch threads each,
     default 1); the records do not depend on it."""
     import torch
 
+    cells = select_cells(grid, only)
+    target = Path(out) if out is not None else default_out(grid)
+    if publish_results:
+        check_target(target)  # before hours of work, not after
     threads_before = torch.get_num_threads()
     threads = threads or grid.run.threads
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _run_grid(grid, workdir=workdir, out=out, resume=resume, device=device,
-                         progress=progress, components=components, hooks=hooks,
-                         publish_results=publish_results, only=only,
-                         jobs=jobs or grid.run.jobs, threads=threads)
+        wd = grid_workdir(grid, workdir)
+        wd.mkdir(parents=True, exist_ok=True)
+        with own_workdir(wd):
+            return _run_grid(grid, cells, wd, out=target, resume=resume, device=device,
+                             progress=progress, components=components, hooks=hooks,
+                             publish_results=publish_results, jobs=jobs or grid.run.jobs,
+                             threads=threads, selected=bool(only))
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _run_grid(grid: Grid, *, workdir, out, resume, device, progress, components, hooks,
-              publish_results, only, jobs, threads) -> GridOutcome:
-    wd = grid_workdir(grid, workdir)
-    wd.mkdir(parents=True, exist_ok=True)
+def _run_grid(grid: Grid, cells: list[CellSpec], wd: Path, *, out, resume, device, progress,
+              components, hooks, publish_results, jobs, threads, selected) -> GridOutcome:
     ctx = RunContext(grid=grid.name, device=device or grid.run.device,
                      save_every=grid.run.save_every, resume=resume, progress=progress,
                      progress_log=wd / "progress.jsonl", baseline_dir=wd / "baselines")
@@ -96,7 +179,6 @@ def _run_grid(grid: Grid, *, workdir, out, resume, device, progress, components,
         for p in sorted((wd / "baselines").glob("*.json")) if (wd / "baselines").is_dir() else []:
             p.unlink()
     io.write_text(wd / "grid.yaml", grid.source_text)
-    cells = [c for c in grid.cells if not only or c.short_hash in only or c.slug in only]
     ctx.event("-", "grid_start", cells=len(cells), resume=resume)
     if jobs > 1 and len(cells) > 1:
         if components is not None or hooks is not None:
@@ -106,28 +188,41 @@ def _run_grid(grid: Grid, *, workdir, out, resume, device, progress, components,
         statuses = [_run_one(spec, wd, ctx, components, hooks) for spec in
                     tqdm(cells, desc=f"grid {grid.name}", unit="cell", disable=not progress)]
     ctx.event("-", "grid_end", failed=sum(s.status == "failed" for s in statuses))
-    published = None
-    if publish_results:
-        published = publish(grid, wd, out or default_out(grid))
-    return GridOutcome(statuses, published)
+    if not publish_results:
+        return GridOutcome(statuses, None)
+    on_publish = hooks.on_publish if hooks is not None else None
+
+    def step(point: str) -> None:
+        ctx.event("-", point)
+        if on_publish is not None:
+            on_publish(point)
+
+    published = publish(grid, wd, out, step=step,
+                        ran={c.short_hash for c in cells} if selected else None)
+    by_hash = {s.cell: s for s in published.statuses}
+    return GridOutcome([by_hash[c.short_hash] for c in cells], published.out)
 
 
 def _run_one(spec: CellSpec, wd: Path, ctx: RunContext, components: Components | None,
              hooks: Hooks | None) -> CellStatus:
-    """Run one cell; any failure is recorded (failed.json, progress event) and returned."""
+    """Run one cell; any failure is recorded (failed.json, progress event) and returned.
+    Its status is read back from its folder (what publishing will read)."""
+    loaded = True  # a cell that loaded a model leaves garbage worth collecting
     try:
-        outcome = run_cell(spec, wd / spec.folder, ctx, components, hooks)
-        if outcome == "skipped":
+        if run_cell(spec, wd / spec.folder, ctx, components, hooks) == "skipped":
+            loaded = False
             ctx.event(spec.short_hash, "skipped_completed")
-        return status_row(spec, "completed")
+        return CellFolder.of(wd, spec).status(spec)
     except CellBusy as exc:  # another process owns the cell: write nothing into it
+        loaded = False
         log.error("%s", exc)
         ctx.event(spec.short_hash, "busy", reason=str(exc))
         return status_row(spec, "failed", str(exc))
     except Exception as exc:  # noqa: BLE001 - any cell failure is recorded, the grid goes on
         return _failed(spec, wd, ctx, exc)
     finally:
-        gc.collect()
+        if loaded:
+            gc.collect()
 
 
 def _failed(spec: CellSpec, wd: Path, ctx: RunContext, exc: BaseException) -> CellStatus:

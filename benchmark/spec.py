@@ -20,9 +20,10 @@ Restraints come in two roles (docs/methods.md, restraints):
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from benchmark import SUITE_VERSION
 from benchmark.core import io
@@ -104,11 +105,25 @@ def _restraint_shorthand(v: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- parts
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _safe_name(name: str) -> str:
+    if not _SAFE_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a safe name: use letters, digits, '_', '.' and '-', "
+                         "starting with a letter or digit (it names folders)")
+    return name
+
+
+#: A name that becomes part of a path (grid, data set, split): no separators, no leading dot.
+SafeName = Annotated[str, AfterValidator(_safe_name)]
+
+
 class DatasetSpec(_Frozen):
     """Which edit requests, in which order: records ``offset .. offset + n_edits`` of a split."""
 
-    name: str
-    split: str = "edit"
+    name: SafeName
+    split: SafeName = "edit"
     offset: int = Field(0, ge=0)
 
 

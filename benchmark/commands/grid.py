@@ -78,8 +78,8 @@ def _run_grid(args) -> int:
                        device=device, progress=not args.no_progress, only=only,
                        threads=args.threads, jobs=args.jobs)
     done = sum(s.status == "completed" for s in outcome.statuses)
-    print(f"grid {grid.name}: {done} completed, {len(outcome.failed)} failed; "
+    print(f"grid {grid.name}: {done} completed, {len(outcome.failed)} not completed; "
           f"results in {outcome.out}")
     for s in outcome.failed:
-        print(f"  FAILED {s.folder}: {s.reason}")
+        print(f"  {s.status.upper()} {s.folder}: {s.reason or 'did not run'}")
     return 1 if outcome.failed else 0
