@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from benchmark import models
+from benchmark.commands.options import positive_int
 from benchmark.core import io, settings
 from benchmark.core.requests import EditRequest
 from benchmark.core.scoring import score_targets
@@ -114,11 +115,11 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
     p.add_argument("--layers", required=True, help="comma-separated candidate layers")
-    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--n", type=positive_int, default=8)
     p.add_argument("--out", default=None)
     p.add_argument("--data-root", default=None)
     p.add_argument("--cache-root", default=None)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings.apply_offline_env()
