@@ -188,3 +188,37 @@ def test_parallel_first_loads_convert_once(tmp_path):
     target = models.converted_cache_dir(models.get_entry("smollm2-135m"), shas[0], tmp_path / "cache")
     assert loading._verify_converted(target)
     assert not list(target.parent.glob("*.partial*"))
+
+
+def test_every_hub_entry_is_pinned_to_a_full_commit_with_its_source():
+    import re
+
+    from benchmark.core.arch import HubSource
+
+    hub = [models.get_entry(n) for n in models.MODELS if isinstance(models.get_entry(n).source, HubSource)]
+    assert {e.name for e in hub} >= {"gpt2-xl", "gpt-j-6b", "llama2-7b", "llama3-8b", "llama3-8b-instruct"}
+    for e in hub:
+        assert re.fullmatch(r"[0-9a-f]{40}", e.source.revision or ""), e.name
+        assert e.source.pin_source, e.name
+
+
+def test_a_pin_the_hub_refuses_is_named_with_its_source(monkeypatch):
+    """Networked run, revision missing upstream: the error names repo@revision and the pin's source."""
+    import transformers
+
+    from benchmark.core.errors import DataError
+
+    seen = {}
+
+    def refuse(repo, revision=None, **kwargs):
+        seen["revision"] = revision
+        raise OSError(f"{repo} has no revision {revision}")
+
+    monkeypatch.setenv("SEQEDIT_OFFLINE", "0")
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", refuse)
+    with pytest.raises(DataError) as err:
+        models.load("gpt-j-6b")
+    pin = models.get_entry("gpt-j-6b").source
+    assert seen["revision"] == pin.revision
+    assert f"EleutherAI/gpt-j-6b@{pin.revision}" in str(err.value)
+    assert "Open LLM Leaderboard" in str(err.value)

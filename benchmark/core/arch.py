@@ -54,16 +54,18 @@ class ArchFacts:
 
 @dataclass(frozen=True)
 class HubSource:
-    """A hub repository. ``revision`` is a full commit sha once pinned.
+    """A hub repository at a pinned revision (a full commit sha).
 
-    The commit shas of the paper models could not be looked up from this offline
-    workplace, so they are ``None`` (unpinned) until a networked run pins them: such a
-    run resolves the current commit, records it in the model identity (and so in every
-    cache key and provenance record) and logs a warning that the entry is unpinned.
+    ``pin_source`` says where the pin came from. Pins that could not be checked against
+    the hub when they were written say so there; a networked run checks them, since the
+    hub refuses a revision the repository does not have, and the loader then names the
+    pin and its source. An unpinned entry (``revision=None``) resolves the current commit
+    on a networked run and records it in the model identity with a warning.
     """
 
     repo: str
     revision: str | None = None
+    pin_source: str = ""
 
 
 @dataclass(frozen=True)

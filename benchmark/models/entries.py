@@ -9,6 +9,11 @@ from benchmark.core.registry import Registry
 
 MODELS: Registry[ModelEntry] = Registry("model")
 
+#: Where the paper models' pins come from. They were read offline and are checked by the
+#: first networked run (a revision the repository lacks is refused by the hub).
+_LEADERBOARD_PIN = ("commit sha in the Open LLM Leaderboard's public request files (June 2024); "
+                    "not yet checked against the hub")
+
 
 def register(entry: ModelEntry) -> ModelEntry:
     MODELS.register(entry.name, entry)
@@ -71,12 +76,14 @@ register(ModelEntry(
 ))
 register(ModelEntry(
     name="gpt2-xl",
-    source=HubSource("openai-community/gpt2-xl"),
+    source=HubSource("openai-community/gpt2-xl", "15ea56dee5df4983c59b2538573817e1667135e2",
+                     pin_source=_LEADERBOARD_PIN),
     arch=_gpt2_like(48, 1600, cap=1024),
 ))
 register(ModelEntry(
     name="gpt-j-6b",
-    source=HubSource("EleutherAI/gpt-j-6b"),
+    source=HubSource("EleutherAI/gpt-j-6b", "47e169305d2e8376be1d31e765533382721b2cc1",
+                     pin_source=_LEADERBOARD_PIN),
     arch=ArchFacts(
         family="gptj", n_layers=28, d_model=4096, d_ffn=16384,
         layer_template="transformer.h.{layer}", mlp_template="transformer.h.{layer}.mlp",
@@ -86,17 +93,20 @@ register(ModelEntry(
 ))
 register(ModelEntry(
     name="llama2-7b",
-    source=HubSource("meta-llama/Llama-2-7b-hf"),
+    source=HubSource("meta-llama/Llama-2-7b-hf", "01c7f73d771dfac7d292323805ebc428287df4f9",
+                     pin_source=_LEADERBOARD_PIN),
     arch=_llama_like(32, 4096, 11008, family="llama", adds_bos=True, cap=2048),
 ))
 register(ModelEntry(
     name="llama3-8b",
-    source=HubSource("meta-llama/Meta-Llama-3-8B"),
+    source=HubSource("meta-llama/Meta-Llama-3-8B", "62bd457b6fe961a42a631306577e622c83876cb6",
+                     pin_source=_LEADERBOARD_PIN),
     arch=_llama_like(32, 4096, 14336, family="llama", adds_bos=True, cap=2048),
 ))
 register(ModelEntry(
     name="llama3-8b-instruct",
-    source=HubSource("meta-llama/Meta-Llama-3-8B-Instruct"),
+    source=HubSource("meta-llama/Meta-Llama-3-8B-Instruct", "e1945c40cd546c78e41f1151f4db032b271faeaa",
+                     pin_source=_LEADERBOARD_PIN),
     arch=_llama_like(32, 4096, 14336, family="llama", adds_bos=True, cap=2048),
     instruct=True,
 ))

@@ -13,6 +13,7 @@ import torch
 
 from benchmark.core import io, settings
 from benchmark.core.arch import EmbeddedSource, HubSource, LoadedModel, ModelEntry, RandomSource
+from benchmark.core.errors import DataError
 from benchmark.models.entries import get_entry
 from benchmark.models.tokenizer import byte_tokenizer
 
@@ -72,6 +73,13 @@ def _load_hub(entry: ModelEntry, src: HubSource, dtype: torch.dtype) -> LoadedMo
         model = AutoModelForCausalLM.from_pretrained(
             src.repo, revision=revision, dtype=dtype, local_files_only=local_only)
     except OSError as exc:
+        if src.revision is not None and not local_only:
+            raise DataError(
+                f"{src.repo}@{src.revision}",
+                f"model {entry.name!r} could not be loaded at its pinned revision "
+                f"(pin source: {src.pin_source or 'not recorded'}): {exc}; if the hub no longer "
+                "has this commit, pin a current one in benchmark/models/entries.py",
+            ) from exc
         if local_only:
             raise settings.NetworkRequired(
                 f"model {entry.name!r} ({src.repo}@{revision or 'unpinned'}) is not in the local "
