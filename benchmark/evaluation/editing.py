@@ -68,8 +68,17 @@ def _scaled(xs: Sequence[float]) -> MetricValue:
     return m
 
 
-def _score(lm, prompts: Sequence[str], targets: Sequence[str], batch_size: int) -> TargetScores:
-    return score_targets(lm.model, lm.tokenizer, list(prompts), list(targets), batch_size=batch_size)
+def _score(lm, prompts: Sequence[str], targets: Sequence[str], batch_size: int,
+           reference: bool = False) -> TargetScores:
+    return score_targets(lm.model, lm.tokenizer, list(prompts), list(targets), batch_size=batch_size,
+                         reference=reference)
+
+
+def _probs(lm, pairs: Sequence[tuple[str, str]], batch_size: int) -> dict[tuple[str, str], float]:
+    """P(target | prompt) of every distinct (prompt, target) pair, scored in one batched pass."""
+    unique = list(dict.fromkeys(pairs))
+    probs = _score(lm, [p for p, _ in unique], [t for _, t in unique], batch_size).prob.tolist()
+    return dict(zip(unique, probs))
 
 
 def _per_case_mean(values: Sequence[float], owners: Sequence[int], n_cases: int) -> list[float]:
@@ -80,13 +89,14 @@ def _per_case_mean(values: Sequence[float], owners: Sequence[int], n_cases: int)
     return [s / c for s, c in zip(sums, counts) if c > 0]
 
 
-def _contest(lm, prompts: Sequence[str], winners: Sequence[str], losers: Sequence[str],
-             batch_size: int) -> tuple[list[float], list[float]]:
-    """Per prompt: 1.0 if P(winner) > P(loser) else 0.0, and P(winner) - P(loser)."""
+def _contest_reference(lm, prompts: Sequence[str], winners: Sequence[str], losers: Sequence[str],
+                       batch_size: int) -> tuple[list[float], list[float]]:
+    """Per prompt: 1.0 if P(winner) > P(loser) else 0.0, and P(winner) - P(loser), scored
+    as the original path did (winners, then losers, each on the padded reference path)."""
     if not prompts:
         return [], []
-    pw = _score(lm, prompts, winners, batch_size).prob
-    pl = _score(lm, prompts, losers, batch_size).prob
+    pw = _score(lm, prompts, winners, batch_size, reference=True).prob
+    pl = _score(lm, prompts, losers, batch_size, reference=True).prob
     return (pw > pl).double().tolist(), (pw - pl).tolist()
 
 
@@ -110,9 +120,22 @@ def _counterfact_pairs(requests: Sequence, kind: str) -> tuple[list[str], list[s
     return prompts, win, lose, owner
 
 
-def _counterfact(lm, requests: Sequence, kind: str, batch_size: int) -> tuple[MetricValue, MetricValue]:
+def _counterfact(lm, requests: Sequence, kind: str, batch_size: int, *,
+                 probs: dict[tuple[str, str], float] | None = None,
+                 reference: bool = False) -> tuple[MetricValue, MetricValue]:
+    """(rate, magnitude) of ``kind``. ``probs``: the pairs' probabilities scored beforehand
+    (:func:`_probs`, one pass for every kind), else scored here; ``reference``: the
+    original path (two padded passes per kind)."""
     prompts, win, lose, owner = _counterfact_pairs(requests, kind)
-    success, diff = _contest(lm, prompts, win, lose, batch_size)
+    if reference:
+        success, diff = _contest_reference(lm, prompts, win, lose, batch_size)
+    else:
+        if probs is None:
+            probs = _probs(lm, list(zip(prompts, win)) + list(zip(prompts, lose)), batch_size)
+        pw = [probs[(p, w)] for p, w in zip(prompts, win)]
+        pl = [probs[(p, lo)] for p, lo in zip(prompts, lose)]
+        success = [float(a > b) for a, b in zip(pw, pl)]
+        diff = [a - b for a, b in zip(pw, pl)]
     n = len(requests)
     return _scaled(_per_case_mean(success, owner, n)), _scaled(_per_case_mean(diff, owner, n))
 
@@ -145,14 +168,15 @@ def counterfact_locality_magnitude(lm, requests: Sequence, batch_size: int = 32)
 
 
 # --------------------------------------------------------------------------- zsRE
-def _token_accuracy(lm, prompts: Sequence[str], targets: Sequence[str], batch_size: int) -> list[float]:
+def _token_accuracy(lm, prompts: Sequence[str], targets: Sequence[str], batch_size: int,
+                    reference: bool = False) -> list[float]:
     if not prompts:
         return []
-    scores = _score(lm, prompts, targets, batch_size)
+    scores = _score(lm, prompts, targets, batch_size, reference)
     return [float(c.double().mean()) for c in scores.token_correct]
 
 
-def _zsre(lm, requests: Sequence, kind: str, batch_size: int) -> MetricValue:
+def _zsre(lm, requests: Sequence, kind: str, batch_size: int, reference: bool = False) -> MetricValue:
     prompts, targets, owner = [], [], []
     for i, r in enumerate(requests):
         if kind == "efficacy":
@@ -165,7 +189,7 @@ def _zsre(lm, requests: Sequence, kind: str, batch_size: int) -> MetricValue:
             prompts.append(p)
             targets.append(t)
             owner.append(i)
-    acc = _token_accuracy(lm, prompts, targets, batch_size)
+    acc = _token_accuracy(lm, prompts, targets, batch_size, reference)
     return _scaled(_per_case_mean(acc, owner, len(requests)))
 
 
@@ -279,7 +303,8 @@ def consistency(lm, requests: Sequence, *, data_root=None, seed: int = 0, batch_
 # --------------------------------------------------------------------------- runner entry
 def evaluate_editing(loaded_model, requests: Sequence, metrics: Iterable[str] = COUNTERFACT_METRICS, *,
                      batch_size: int = 32, cases: Sequence | None = None, seed: int = 0,
-                     gen_batch_size: int = 8, data_root=None) -> dict[str, MetricValue]:
+                     gen_batch_size: int = 8, data_root=None,
+                     reference: bool = False) -> dict[str, MetricValue]:
     """Compute ``metrics`` on ``loaded_model`` (a benchmark.core.arch.LoadedModel).
 
     ``requests`` are the edited facts to evaluate (chosen by the cell's
@@ -288,6 +313,11 @@ def evaluate_editing(loaded_model, requests: Sequence, metrics: Iterable[str] = 
     ``requests``, keeping the cases all of whose edits are among them). Each metric is computed once per
     call (a success rate and its magnitude share one scoring pass). A metric that cannot be
     computed here (consistency without its files) is left out, with a logged note.
+
+    The CounterFact metrics of every kind are scored in one pass over the distinct (prompt,
+    target) pairs (:func:`benchmark.core.scoring.score_continuations`); ``reference=True``
+    scores them as the original implementation did (two padded passes per kind, equal within
+    float tolerance; kept for the benchmark and the equality tests).
     """
     metrics = tuple(metrics)
     unknown = [m for m in metrics if m not in ALL_METRICS]
@@ -297,16 +327,26 @@ def evaluate_editing(loaded_model, requests: Sequence, metrics: Iterable[str] = 
     was_training = loaded_model.model.training
     loaded_model.model.eval()
     try:
-        for kind in ("efficacy", "generalization", "locality"):
-            if kind in metrics or f"{kind}_magnitude" in metrics:
-                rate, mag = _counterfact(loaded_model, requests, kind, batch_size)
-                if kind in metrics:
-                    out[kind] = rate
-                if f"{kind}_magnitude" in metrics:
-                    out[f"{kind}_magnitude"] = mag
+        kinds = [k for k in ("efficacy", "generalization", "locality")
+                 if k in metrics or f"{k}_magnitude" in metrics]
+        probs = None
+        if kinds and not reference:
+            pairs = []
+            for kind in kinds:
+                prompts, win, lose, _ = _counterfact_pairs(requests, kind)
+                pairs += list(zip(prompts, win)) + list(zip(prompts, lose))
+            probs = _probs(loaded_model, pairs, batch_size)
+        for kind in kinds:
+            rate, mag = _counterfact(loaded_model, requests, kind, batch_size, probs=probs,
+                                     reference=reference)
+            if kind in metrics:
+                out[kind] = rate
+            if f"{kind}_magnitude" in metrics:
+                out[f"{kind}_magnitude"] = mag
         for name in ZSRE_METRICS:
             if name in metrics:
-                out[name] = _zsre(loaded_model, requests, name.removeprefix("zsre_"), batch_size)
+                out[name] = _zsre(loaded_model, requests, name.removeprefix("zsre_"), batch_size,
+                                  reference=reference)
         gens = None
         if "fluency" in metrics or "consistency" in metrics:
             gens = _generate(loaded_model, requests, seed=seed, batch_size=gen_batch_size,

@@ -175,12 +175,24 @@ def progress_disabled() -> bool:
     return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def make_lm(loaded_model, *, batch_size: int, max_length: int | None = None):
+#: Left-padded prompt tokens per generation batch (default path): each batch also pays one
+#: decoding step per new token, so generation batches are larger than scoring ones.
+GENERATION_TOKENS_PER_BATCH = 1024
+
+
+def make_lm(loaded_model, *, batch_size: int, max_length: int | None = None, reference: bool = False):
     """lm-eval HFLM around the in-memory model and tokenizer (device: the model's).
 
     lm-eval passes ``disable=`` explicitly to its request progress bars, so tqdm's own
-    ``TQDM_DISABLE`` cannot reach them; this subclass forwards it (read at call time)."""
+    ``TQDM_DISABLE`` cannot reach them; this subclass forwards it (read at call time).
+    Unless ``reference`` (lm-eval's own batching, kept for comparison), log-likelihoods are
+    scored by :func:`benchmark.core.scoring.score_continuations` (no padding, the head on
+    continuation positions only) and generation runs in batches of similar prompt lengths
+    (little left padding): equal within float tolerance (docs/performance-evaluation.md)."""
     from lm_eval.models.huggingface import HFLM
+    from tqdm import tqdm
+
+    from benchmark.core.scoring import length_batches, score_continuations
 
     class _HFLM(HFLM):
         def loglikelihood(self, requests, disable_tqdm: bool = False):
@@ -191,12 +203,41 @@ def make_lm(loaded_model, *, batch_size: int, max_length: int | None = None):
                 requests, disable_tqdm=disable_tqdm or progress_disabled())
 
         def generate_until(self, requests, disable_tqdm: bool = False):
-            return super().generate_until(requests, disable_tqdm=disable_tqdm or progress_disabled())
+            disable = disable_tqdm or progress_disabled()
+            if reference:
+                return super().generate_until(requests, disable_tqdm=disable)
+            # batches of similar prompt lengths (little left padding), each lm-eval's own call
+            lengths = [len(self.tok_encode(r.args[0])) for r in requests]
+            out: list[str | None] = [None] * len(requests)
+            batch = self.batch_size_per_gpu
+            try:
+                for group in length_batches(lengths, batch, GENERATION_TOKENS_PER_BATCH):
+                    self.batch_size_per_gpu = len(group)
+                    texts = super().generate_until([requests[i] for i in group], disable_tqdm=disable)
+                    for i, text in zip(group, texts):
+                        out[i] = text
+            finally:
+                self.batch_size_per_gpu = batch
+            return out
 
         def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):
-            # loglikelihood_rolling calls this with disable_tqdm=False hard-coded
-            return super()._loglikelihood_tokens(
-                requests, disable_tqdm=disable_tqdm or progress_disabled(), **kwargs)
+            if reference:  # loglikelihood_rolling calls this with disable_tqdm=False hard-coded
+                return super()._loglikelihood_tokens(
+                    requests, disable_tqdm=disable_tqdm or progress_disabled(), **kwargs)
+            # lm-eval's window: the last max_length + 1 tokens of context + continuation
+            seqs = [(ctx + cont)[-(self.max_length + 1):] for _, ctx, cont in requests]
+            with tqdm(total=len(requests), disable=disable_tqdm or progress_disabled(),
+                      desc="Running loglikelihood requests") as bar:
+                scores = score_continuations(self.model, seqs, [len(s) - len(cont) for s, (_, _, cont)
+                                                                in zip(seqs, requests)], self.batch_size)
+                bar.update(len(requests))
+            out = []
+            for (key, _, _), lp, hits in zip(requests, scores.logprob_sum, scores.token_correct):
+                answer = (float(lp), bool(hits.all()))
+                if key is not None:
+                    self.cache_hook.add_partial("loglikelihood", key, answer)
+                out.append(answer)
+            return out
 
     return _HFLM(pretrained=loaded_model.model, tokenizer=loaded_model.tokenizer,
                  batch_size=batch_size, max_length=max_length,
@@ -206,7 +247,8 @@ def make_lm(loaded_model, *, batch_size: int, max_length: int | None = None):
 
 def evaluate_tasks(loaded_model, tasks: Iterable[str], limit: int | Mapping[str, int] | None = None,
                    batch_size: int = 8, apply_chat_template: bool = False,
-                   log_samples: bool = True, max_length: int | None = None) -> GeneralResults:
+                   log_samples: bool = True, max_length: int | None = None,
+                   reference: bool = False) -> GeneralResults:
     """Evaluate ``loaded_model`` (a :class:`benchmark.core.arch.LoadedModel`) on suite tasks.
 
     ``limit``: the first N documents of every task, or a per-task mapping (missing tasks:
@@ -214,7 +256,8 @@ def evaluate_tasks(loaded_model, tasks: Iterable[str], limit: int | Mapping[str,
     tokenizer's chat template (instruct models); it is recorded in ``result.settings``.
     Samples are always collected internally (the metrics' standard errors and task hashes
     come from them);
-    ``log_samples=False`` only drops them from the returned object.
+    ``log_samples=False`` only drops them from the returned object. ``reference``: lm-eval's
+    own request batching (see :func:`make_lm`).
     """
     import lm_eval
     from lm_eval.evaluator import evaluate
@@ -227,7 +270,7 @@ def evaluate_tasks(loaded_model, tasks: Iterable[str], limit: int | Mapping[str,
     counts = task_limits(names, limit)
     task_objs = {n: load_task(n) for n in names}
     samples_arg = {n: list(range(counts[n])) for n in names}
-    lm = make_lm(loaded_model, batch_size=batch_size, max_length=max_length)
+    lm = make_lm(loaded_model, batch_size=batch_size, max_length=max_length, reference=reference)
     for n, task in task_objs.items():
         gen = task.get_config("generation_kwargs") or {}
         if task.get_config("output_type") == "generate_until" and \

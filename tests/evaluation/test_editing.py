@@ -24,18 +24,7 @@ from benchmark.evaluation.editing import evaluate_editing
 BOS = 257
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models are ~15x faster on one thread when the 2 shared cores are busy
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module", params=["tiny-llama", "tiny-gpt2"])
-def lm(request):
-    return models.load(request.param)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 REQUESTS = [
