@@ -2,7 +2,9 @@
 
 ``EDITORS`` is a lazy registry of method name -> editor class ("module:Class" strings,
 imported on first lookup). Every editor class takes ``(hparams, *, data_root=None,
-cache_root=None, progress=True)`` and implements :class:`editors.base.Editor`.
+cache_root=None, progress=True, target_engine="fast")`` and implements
+:class:`editors.base.Editor`; ``target_engine`` selects how the target optimisation runs
+(:data:`editors.targets.ENGINES`; ``"suffix"`` is the reference path).
 
 ``create_editor(method, loaded_model, hparams=None, *, overrides=None, ...)`` loads
 ``editors/hparams/<method>/<model>.yaml`` (with ``overrides``) when ``hparams`` is None.
@@ -25,7 +27,7 @@ EDITORS.register("nse", "editors.nse:NSE")
 
 def create_editor(method: str, loaded_model, hparams=None, *, overrides: dict | None = None,
                   data_root: str | Path | None = None, cache_root: str | Path | None = None,
-                  progress: bool = True):
+                  progress: bool = True, target_engine: str = "fast"):
     """An editor for ``method`` configured for ``loaded_model`` (a LoadedModel)."""
     from editors.hparams import check_model_layers, load_hparams
 
@@ -35,4 +37,5 @@ def create_editor(method: str, loaded_model, hparams=None, *, overrides: dict | 
     elif overrides:
         raise ValueError("give either hparams or overrides, not both")
     check_model_layers(method, loaded_model.entry, hparams.layers)
-    return cls(hparams, data_root=data_root, cache_root=cache_root, progress=progress)
+    return cls(hparams, data_root=data_root, cache_root=cache_root, progress=progress,
+               target_engine=target_engine)

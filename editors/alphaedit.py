@@ -39,6 +39,7 @@ from editors.batch import (
 )
 from editors.common import TensorState, check_layers
 from editors.hparams import AlphaEditHparams
+from editors.targets import Engine
 from editors.templates import context_templates
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,9 @@ class AlphaEdit:
     name = "alphaedit"
 
     def __init__(self, hparams: AlphaEditHparams, *, data_root: str | Path | None = None,
-                 cache_root: str | Path | None = None, progress: bool = True):
+                 cache_root: str | Path | None = None, progress: bool = True,
+                 target_engine: Engine = "fast"):
+        self.target_engine = target_engine
         self.hparams = hparams
         self.data_root, self.cache_root, self.progress = data_root, cache_root, progress
         self._projections: dict[str, dict[int, torch.Tensor]] = {}
@@ -99,7 +102,7 @@ class AlphaEdit:
         check_kpkpt_state(state, lm, hp.layers)
         templates = context_templates(lm, hp.templates)
         P = self.projections(lm)
-        Z, tinfo = residual_targets(lm, requests, hp, templates)
+        Z, tinfo = residual_targets(lm, requests, hp, templates, self.target_engine)
 
         def solve(i: int, layer: int, R: torch.Tensor, K: torch.Tensor):
             return solvers.alphaedit_solve(R, K, P[layer], state.tensors[kpkpt_name(layer)], hp.L2)

@@ -37,7 +37,7 @@ from editors import keys, solvers, stats
 from editors.base import Delta, MatrixDelta, Undo, apply_delta
 from editors.common import TensorState
 from editors.hparams import BatchHparams
-from editors.targets import compute_targets
+from editors.targets import Engine, compute_targets
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,13 @@ class TemporaryEdits:
 
 
 def residual_targets(lm: LoadedModel, requests: Sequence[EditRequest], hp: BatchHparams,
-                     templates: Sequence[str]) -> tuple[torch.Tensor, dict[str, Any]]:
+                     templates: Sequence[str], engine: Engine = "fast",
+                     ) -> tuple[torch.Tensor, dict[str, Any]]:
     """z* (d_model x n, float32) at the residual output of the last edited layer, and
-    diagnostics (target losses, δ norms)."""
+    diagnostics (target losses, δ norms). ``engine``: :data:`editors.targets.ENGINES`."""
     layer = hp.layers[-1]
-    results = compute_targets(lm, requests, layer, templates, hp.target, point="residual")
+    results = compute_targets(lm, requests, layer, templates, hp.target, point="residual",
+                              engine=engine)
     Z = torch.stack([r.target for r in results], dim=1)
     info = {
         "target_loss": [r.losses[-1] for r in results],
@@ -99,12 +101,19 @@ def layer_sweep(lm: LoadedModel, requests: Sequence[EditRequest], layers: Sequen
                 templates: Sequence[str], Z: torch.Tensor, solve: LayerSolve,
                 edits: TemporaryEdits) -> list[dict[str, Any]]:
     """MEMIT's loop over ``layers`` (ascending): keys and residuals recomputed on the model
-    with the lower layers' updates applied (through ``edits``). Returns per-layer info."""
+    with the lower layers' updates applied (through ``edits``); the passes skip the layers
+    below the previous edited layer (:class:`editors.keys.SubjectPasses`, the same numbers).
+    Returns per-layer info."""
     z_layer = layers[-1]
     infos = []
+    # each pass replays the layers below the previous pass's layer (not edited since)
+    key_passes = keys.SubjectPasses(lm, requests, templates)
+    out_passes = keys.SubjectPasses(lm, requests, ("",))
+    z_point = (keys.point_module(lm, z_layer, "residual"), "output")
     for i, layer in enumerate(layers):
-        K = keys.compute_keys(lm, requests, [layer], templates)[layer].T  # in x n
-        H = current_outputs(lm, requests, z_layer)
+        down = lm.arch.down_name(layer)
+        K = key_passes.collect([(down, "input")], record=layer)[down].T  # in x n
+        H = out_passes.collect([z_point], record=layer)[z_point[0]].T  # d_model x n
         R = (Z - H) / (len(layers) - i)
         A, B = solve(i, layer, R, K)
         W = down_weight(lm.model, lm.arch, layer)

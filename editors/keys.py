@@ -126,62 +126,133 @@ def _capture_hook(mod: torch.nn.Module, name: str, kind: str, record):
     return mod.register_forward_hook(lambda m, a, o: record(name, unwrap_output(o)))
 
 
-def _run_capturing(lm: LoadedModel, batch: Batch,
-                   points: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
-    """One forward capturing module inputs/outputs; stops once all points fired."""
-    got: dict[str, torch.Tensor] = {}
-    n_points = len(points)
+_RECORD = "<input of the recorded layer>"
 
-    def record(name: str, value: torch.Tensor) -> None:
+
+def _run_capturing(lm: LoadedModel, batch: Batch, points: Sequence[tuple[str, str]],
+                   record: int | None = None, start: int = 0,
+                   replay: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """One forward capturing module inputs/outputs; stops once all points fired. With
+    ``record`` the input of that decoder layer is returned too (under ``_RECORD``; None
+    when the layer below does not return a plain tensor, so it cannot be replayed); with
+    ``start > 0`` layers ``0..start-1`` return ``replay`` instead of running."""
+    got: dict[str, torch.Tensor] = {}
+    names = {n for n, _ in points}
+
+    def record_value(name: str, value: torch.Tensor) -> None:
         got[name] = value
-        if len(got) == n_points:
+        if names.issubset(got):
             raise _StopForward
 
     handles = []
     try:
         for name, kind in points:
-            handles.append(_capture_hook(get_module(lm.model, name), name, kind, record))
+            handles.append(_capture_hook(get_module(lm.model, name), name, kind, record_value))
+        if record is not None:
+            mod = get_module(lm.model, lm.arch.layer_name(record))
+            handles.insert(0, _capture_hook(mod, _RECORD, "input", lambda n, v: got.__setitem__(n, v)))
+            if record > 0:  # replaying needs layers that return plain tensors
+                below = get_module(lm.model, lm.arch.layer_name(record - 1))
+                handles.append(below.register_forward_hook(
+                    lambda m, a, o: None if isinstance(o, torch.Tensor) else got.__setitem__("<tuple>", o)))
+        replaced = layer_modules(lm, start) if replay is not None else []
         try:
-            lm.model(input_ids=batch.input_ids.to(lm.device),
-                     attention_mask=batch.attention_mask.to(lm.device))
+            with forward_replaced(replaced, lambda *args, **kwargs: replay):
+                lm.model(input_ids=batch.input_ids.to(lm.device),
+                         attention_mask=batch.attention_mask.to(lm.device))
         except _StopForward:
             pass
     finally:
         for h in handles:
             h.remove()
+    if got.pop("<tuple>", None) is not None:
+        got[_RECORD] = None
     missing = [n for n, _ in points if n not in got]
     if missing:
         raise RuntimeError(f"hook points never ran: {missing}")
     return got
 
 
-@torch.no_grad()
+@contextlib.contextmanager
+def forward_replaced(mods: Sequence[torch.nn.Module], fn) -> Iterator[None]:
+    """Temporarily make every module of ``mods`` call ``fn`` instead of its ``forward``
+    (its hooks still run)."""
+    saved = [m.__dict__.get("forward") for m in mods]
+    for m in mods:
+        m.forward = fn
+    try:
+        yield
+    finally:
+        for m, f in zip(mods, saved):
+            if f is None:
+                del m.forward
+            else:
+                m.forward = f
+
+
+def layer_modules(lm: LoadedModel, n: int) -> list[torch.nn.Module]:
+    """The first ``n`` decoder layers."""
+    return [get_module(lm.model, lm.arch.layer_name(i)) for i in range(n)]
+
+
+class SubjectPasses:
+    """Forward passes over fixed rows (every template + prompt of every request, in chunks
+    of ``batch_size`` rows) capturing values at each subject's last token.
+
+    :meth:`collect` with ``record=l`` also keeps the input of decoder layer ``l``; the next
+    call then replaces layers ``0..l-1`` by that input instead of running them. That is
+    exact (bit for bit) when the model was changed only at layers ``>= l`` in between, as
+    in MEMIT's ascending layer loop, and ``record`` never decreases."""
+
+    def __init__(self, lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str],
+                 batch_size: int = 64):
+        if not templates:
+            raise ValueError("need at least one template")
+        self.lm, self.n_requests, self.n_templates = lm, len(requests), len(templates)
+        rows = [(ri, _encode_with_subject(lm.tokenizer, t, r))
+                for ri, r in enumerate(requests) for t in templates]
+        self.chunks = [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
+        self.start = 0  # layers below are replayed from ``inputs``
+        self.inputs: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def collect(self, points: Sequence[tuple[str, Literal["input", "output"]]],
+                record: int | None = None) -> dict[str, torch.Tensor]:
+        """Template-averaged values at hook ``points``: ``{module_name: (n_requests, dim)}``
+        float32. The forward stops once every hooked module has fired."""
+        lm = self.lm
+        if record is None or record < self.start:
+            self.start, self.inputs = 0, []
+        sums: dict[str, torch.Tensor] = {}
+        names = [n for n, _ in points]
+        inputs = []
+        for c, chunk in enumerate(self.chunks):
+            batch = pad_batch([ids for _, (ids, _) in chunk], pad_token_id(lm.tokenizer))
+            pos = torch.tensor([p for _, (_, p) in chunk])
+            owner = torch.tensor([ri for ri, _ in chunk])
+            replay = self.inputs[c] if self.start else None
+            got = _run_capturing(lm, batch, points, record, self.start, replay)
+            if record is not None:
+                inputs.append(got.pop(_RECORD))
+            for name in names:
+                vals = got[name][torch.arange(len(chunk), device=got[name].device),
+                                 pos.to(got[name].device)]
+                vals = vals.float().cpu()
+                acc = sums.setdefault(name, torch.zeros(self.n_requests, vals.shape[-1]))
+                acc.index_add_(0, owner, vals)
+        if record is not None and all(x is not None for x in inputs):
+            self.start, self.inputs = record, inputs
+        else:
+            self.start, self.inputs = 0, []
+        return {n: s / self.n_templates for n, s in sums.items()}
+
+
 def collect_at_subject(lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str],
                        points: Sequence[tuple[str, Literal["input", "output"]]],
                        batch_size: int = 64) -> dict[str, torch.Tensor]:
-    """Template-averaged values at hook ``points`` at each request's subject last token.
-
-    Returns ``{module_name: (n_requests, dim) float32}``. The forward stops once every
-    hooked module has fired (later layers are not computed).
-    """
-    if not templates:
-        raise ValueError("need at least one template")
-    rows = [(ri, _encode_with_subject(lm.tokenizer, t, r))
-            for ri, r in enumerate(requests) for t in templates]
-    sums: dict[str, torch.Tensor] = {}
-    names = [n for n, _ in points]
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        batch = pad_batch([ids for _, (ids, _) in chunk], pad_token_id(lm.tokenizer))
-        pos = torch.tensor([p for _, (_, p) in chunk])
-        owner = torch.tensor([ri for ri, _ in chunk])
-        got = _run_capturing(lm, batch, points)
-        for name in names:
-            vals = got[name][torch.arange(len(chunk), device=got[name].device), pos.to(got[name].device)]
-            vals = vals.float().cpu()
-            acc = sums.setdefault(name, torch.zeros(len(requests), vals.shape[-1]))
-            acc.index_add_(0, owner, vals)
-    return {n: s / len(templates) for n, s in sums.items()}
+    """Template-averaged values at hook ``points`` at each request's subject last token
+    (:meth:`SubjectPasses.collect`, one pass)."""
+    return SubjectPasses(lm, requests, templates, batch_size).collect(points)
 
 
 # --------------------------------------------------------------------------- keys, outputs

@@ -36,6 +36,7 @@ from editors.batch import (
 )
 from editors.common import EmptyState, TensorState, check_layers
 from editors.hparams import MEMITHparams
+from editors.targets import Engine
 from editors.templates import context_templates
 
 
@@ -46,7 +47,9 @@ class MEMIT:
     sequential = False
 
     def __init__(self, hparams: MEMITHparams, *, data_root: str | Path | None = None,
-                 cache_root: str | Path | None = None, progress: bool = True):
+                 cache_root: str | Path | None = None, progress: bool = True,
+                 target_engine: Engine = "fast"):
+        self.target_engine = target_engine
         self.hparams = hparams
         self._c0 = C0Cache(data_root, cache_root, progress)
 
@@ -71,7 +74,7 @@ class MEMIT:
             check_kpkpt_state(state, lm, hp.layers)
         templates = context_templates(lm, hp.templates)
         c0 = self._c0.get(lm, hp)
-        Z, tinfo = residual_targets(lm, requests, hp, templates)
+        Z, tinfo = residual_targets(lm, requests, hp, templates, self.target_engine)
 
         def solve(i: int, layer: int, R: torch.Tensor, K: torch.Tensor):
             return solvers.memit_solve(R, K, c0[layer], hp.mom2_update_weight, self._prior(state, layer))

@@ -49,6 +49,7 @@ from editors.batch import (
 )
 from editors.common import TensorState, check_layers
 from editors.hparams import NSEHparams
+from editors.targets import Engine
 from editors.templates import context_templates
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,9 @@ class NSE:
     name = "nse"
 
     def __init__(self, hparams: NSEHparams, *, data_root: str | Path | None = None,
-                 cache_root: str | Path | None = None, progress: bool = True):
+                 cache_root: str | Path | None = None, progress: bool = True,
+                 target_engine: Engine = "fast"):
+        self.target_engine = target_engine
         if hparams.upper_bound <= hparams.alpha:
             raise ValueError(f"NSE upper_bound ({hparams.upper_bound}) must exceed alpha ({hparams.alpha})")
         self.hparams = hparams
@@ -116,7 +119,7 @@ class NSE:
         rows = []
         for r in tqdm(todo, desc=f"NSE targets on unedited {model.entry.name}",
                       disable=not self.progress, unit="request"):
-            Z, _ = residual_targets(model, [r], hp, templates)
+            Z, _ = residual_targets(model, [r], hp, templates, self.target_engine)
             rows.append(Z[:, 0])
         state.tensors[TARGETS] = torch.cat([state.tensors[TARGETS], torch.stack(rows)], dim=0)
         state.meta[TARGET_IDS] = list(state.meta.get(TARGET_IDS, [])) + [r.case_id for r in todo]

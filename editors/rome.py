@@ -27,7 +27,7 @@ from editors import keys, stats
 from editors.base import Delta, MatrixDelta
 from editors.common import EmptyState, c0_inverse_applier, check_layers
 from editors.hparams import ROMEHparams
-from editors.targets import compute_target
+from editors.targets import Engine, compute_target
 from editors.templates import context_templates
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,9 @@ class ROME:
     name = "rome"
 
     def __init__(self, hparams: ROMEHparams, *, data_root: str | Path | None = None,
-                 cache_root: str | Path | None = None, progress: bool = True):
-        self.hparams = hparams
+                 cache_root: str | Path | None = None, progress: bool = True,
+                 target_engine: Engine = "fast"):
+        self.hparams, self.target_engine = hparams, target_engine
         self.data_root, self.cache_root, self.progress = data_root, cache_root, progress
         self._solvers: dict[tuple[str, int], object] = {}
 
@@ -91,7 +92,8 @@ class ROME:
             k_con = keys.compute_keys(lm, [request], [layer], ("",))[layer][0]
         else:
             k_con = k_avg
-        res = compute_target(lm, request, layer, templates, hp.target, point="mlp_out")
+        res = compute_target(lm, request, layer, templates, hp.target, point="mlp_out",
+                             engine=self.target_engine)
         A, B = rome_factors(solve(k_avg), k_con, res.delta)
         W = to_out_in(down_weight(lm.model, lm.arch, layer), lm.arch.layout)
         name = lm.arch.down_name(layer)

@@ -5,22 +5,34 @@ Weights are never changed and never receive gradients (only δ requires grad).
 
 Public API (used by ROME, MEMIT, AlphaEdit, NSE):
 
-- ``compute_target(lm, request, layer, templates, spec: TargetSpec, point) -> TargetResult``
-  and ``compute_targets(...)`` (a list, one per request). ``point="mlp_out"`` is the ROME
-  form (δ added to the MLP output at ``layer``), ``point="residual"`` the MEMIT form (δ
-  added to the residual output of ``layer``; ``TargetResult.target`` is z* = h + δ).
-- :class:`TargetResult`.
+- ``compute_targets(lm, requests, layer, templates, spec: TargetSpec, point, engine=...)``
+  -> one :class:`TargetResult` per request (each request has its own δ), and
+  ``compute_target(...)`` for one request. ``point="mlp_out"`` is the ROME form (δ added
+  to the MLP output at ``layer``), ``point="residual"`` the MEMIT form (δ added to the
+  residual output of ``layer``; ``TargetResult.target`` is z* = h + δ).
+- :data:`ENGINES`: how the steps are run (:mod:`editors.runners`, docs/performance.md):
 
-Each optimisation step runs either the whole batch of prompts (the full runner) or, by
-default, only the tokens from each prompt's subject-last token on, the earlier tokens
-(which δ cannot affect) being run once into a key/value cache (the suffix runner).
+  - ``"fast"`` (default): the rows of every request of the batch in one forward pass per
+    step, each request with its own δ, Adam state, early stop and norm clamp (a request
+    that stops leaves the batch); tokens before each subject-last token run once into a
+    key/value cache; layers whose output δ cannot change run once per edit. For one
+    request the result is bit for bit that of ``"suffix"``; for several, equal to float
+    rounding (tested).
+  - ``"suffix"``: the reference (the procedure before ``"fast"``): one request at a time,
+    key/value cache for the prefix, every layer in every step.
+  - ``"full"``: one request at a time, every token of every row in every step.
+
+A model with a sliding attention window shorter than the longest prefix plus the longest
+suffix runs ``"full"`` rows (padded cache positions would shift the window); ``"fast"``
+then still batches and skips layers.
 """
 
 from __future__ import annotations
 
-import copy
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -31,13 +43,15 @@ from editors.hparams import TargetSpec
 from editors.keys import (
     Point,
     frozen_params,
-    pad_batch,
-    pad_token_id,
     point_module,
     subject_end,
     subject_last_token,
     unwrap_output,
 )
+from editors.runners import FullRunner, PackedRunner, Rows, SuffixRunner, attention_kind, cache_span
+
+Engine = Literal["fast", "suffix", "full"]
+ENGINES: tuple[Engine, ...] = ("fast", "suffix", "full")
 
 
 @dataclass
@@ -53,19 +67,24 @@ class TargetResult:
         return self.h_init + self.delta
 
 
-# --------------------------------------------------------------------------- prompts
 @dataclass
-class _Prompts:
-    """Token rows: every template + prompt + target (last token dropped), then the KL prompt."""
+class StepLog:
+    """What the steps of one :func:`compute_targets` call cost (for profiling, not results):
+    the runner class, seconds of setup (prefix pass), of each step's forward (logits), loss
+    and backward (backward, Adam and clamp), and the tokens each step's forward processed."""
 
-    seqs: list[list[int]]
-    lookup: list[int]  # per row: the subject's last token (where δ is added)
-    needed: list[list[int]]  # per row: positions whose logits the loss needs
-    target_ids: list[int]
-    n_rewrite: int
+    runner: str = ""
+    setup: float = 0.0
+    forward: list[float] = field(default_factory=list)
+    backward: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
 
 
-def _encode_prompts(tok, request: EditRequest, templates: Sequence[str], kl_prompt: str) -> _Prompts:
+# --------------------------------------------------------------------------- prompts
+def _encode_prompts(tok, request: EditRequest, templates: Sequence[str], kl_prompt: str
+                    ) -> tuple[Rows, list[int], int]:
+    """Rows of one request (every template + prompt + target with the last token dropped,
+    then the KL prompt), its target token ids and its number of rewrite rows."""
     rewrite = []
     target_ids: list[int] | None = None
     for t in templates:
@@ -81,9 +100,10 @@ def _encode_prompts(tok, request: EditRequest, templates: Sequence[str], kl_prom
     # (row-major), then the KL prompt's subject-last token
     needed = [[n_ctx - 1 + j for j in range(len(target_ids))] for _, _, n_ctx in rewrite]
     needed.append([kl_idx])
-    return _Prompts(seqs=[ids for ids, _, _ in rewrite] + [kl_ids],
-                    lookup=[i for _, i, _ in rewrite] + [kl_idx], needed=needed,
-                    target_ids=target_ids, n_rewrite=len(rewrite))
+    rows = Rows(seqs=[ids for ids, _, _ in rewrite] + [kl_ids],
+                lookup=[i for _, i, _ in rewrite] + [kl_idx], needed=needed,
+                owner=[0] * (len(rewrite) + 1))
+    return rows, target_ids, len(rewrite)
 
 
 # --------------------------------------------------------------------------- loss
@@ -96,6 +116,11 @@ class _Objective:
         self.denom = n_rewrite * n_target
         self.spec = spec
         self.kl_init: torch.Tensor | None = None
+
+    @property
+    def n_kept(self) -> int:
+        """Logits this request's rows keep: its target positions and the KL position."""
+        return self.n_tgt + 1
 
     def __call__(self, kept: torch.Tensor, delta: torch.Tensor,
                  h_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,34 +143,71 @@ class _Objective:
 
 # --------------------------------------------------------------------------- optimisation
 def compute_target(lm: LoadedModel, request: EditRequest, layer: int, templates: Sequence[str],
-                   spec: TargetSpec, point: Point, *, reuse_prefix: bool = True) -> TargetResult:
+                   spec: TargetSpec, point: Point, *, engine: Engine = "fast",
+                   log: StepLog | None = None) -> TargetResult:
     """Optimise δ (added at ``point`` of ``layer`` at the subject's last token in every prompt)
-    so that the model prefers ``request.target_new``. See module docstring.
+    so that the model prefers ``request.target_new``. See module docstring."""
+    return compute_targets(lm, [request], layer, templates, spec, point, engine=engine, log=log)[0]
 
-    With ``reuse_prefix`` the tokens before each prompt's subject-last token are run once and
-    reused as a key/value cache; every step then runs only the rest of each prompt. Same
-    result as the full forward (tested)."""
-    prompts = _encode_prompts(lm.tokenizer, request, templates, spec.kl_prompt)
-    tgt_tok_t = torch.tensor([t for _ in range(prompts.n_rewrite) for t in prompts.target_ids],
-                             device=lm.device)
-    objective = _Objective(tgt_tok_t, prompts.n_rewrite, len(prompts.target_ids), spec)
-    window = getattr(getattr(lm.model, "config", None), "sliding_window", None)
-    if window is not None and max(len(x) for x in prompts.seqs) > int(window):
-        reuse_prefix = False  # padded cache positions would shift the sliding window
-    run = (_SuffixRunner if reuse_prefix else _FullRunner)(lm, prompts.seqs, prompts.lookup,
-                                                          prompts.needed)
+
+def compute_targets(lm: LoadedModel, requests: Sequence[EditRequest], layer: int,
+                    templates: Sequence[str], spec: TargetSpec, point: Point, *,
+                    engine: Engine = "fast", log: StepLog | None = None) -> list[TargetResult]:
+    """:func:`compute_target` for each request (each has its own δ); ``engine`` says how
+    the steps run (module docstring). ``log`` (optional) receives the steps' costs."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown target engine {engine!r}; choose from {ENGINES}")
+    if engine != "fast" and len(requests) > 1:
+        return [compute_target(lm, r, layer, templates, spec, point, engine=engine, log=log)
+                for r in requests]
+    encoded = [_encode_prompts(lm.tokenizer, r, templates, spec.kl_prompt) for r in requests]
+    rows = Rows([], [], [], [])
+    objectives = []
+    for i, (r, target_ids, n_rewrite) in enumerate(encoded):
+        rows.seqs += r.seqs
+        rows.lookup += r.lookup
+        rows.needed += r.needed
+        rows.owner += [i] * len(r.seqs)
+        tgt = torch.tensor([t for _ in range(n_rewrite) for t in target_ids], device=lm.device)
+        objectives.append(_Objective(tgt, n_rewrite, len(target_ids), spec))
+    run = _runner(lm, rows, engine, layer + (1 if point == "residual" else 0))
     module = get_module(lm.model, point_module(lm, layer, point))
-    return _optimise(lm, run, module, objective, spec)
+    return _optimise(lm, run, rows.owner, module, objectives, spec,
+                     log if log is not None else StepLog())
 
 
-def _shift_hook(run, delta: torch.Tensor, state: dict[str, torch.Tensor]):
-    """Forward hook adding δ at the runner's selected positions; records h_init once."""
+def _runner(lm: LoadedModel, rows: Rows, engine: Engine, skip: int):
+    """The runner for ``engine``; ``skip``: the layers whose output δ cannot change (below
+    the edited layer, and the edited layer itself when δ is added to its output)."""
+    window = getattr(getattr(lm.model, "config", None), "sliding_window", None)
+    window = float("inf") if window is None else int(window)
+    # packed, the rows' tokens follow each other: a sliding window (whose cache layers keep
+    # only the last window's tokens) must cover all of them
+    if engine == "fast" and len(set(rows.owner)) > 1 and attention_kind(lm.model) is not None \
+            and sum(map(len, rows.seqs)) <= window:
+        return PackedRunner(lm, rows, skip=skip)
+    skip = skip if engine == "fast" else 0
+    # a sliding window counts cache positions: padding must not push a key out of it
+    if engine == "full" or cache_span(rows) > window:
+        return FullRunner(lm, rows, skip=skip, reference=engine != "fast")
+    return SuffixRunner(lm, rows, skip=skip, reference=engine != "fast")
+
+
+def _shift_hook(run, owner: list[int], deltas: list[torch.Tensor], active: list[int],
+                state: dict[str, list[torch.Tensor]]):
+    """Forward hook adding each row's δ at the runner's selected positions; records h_init
+    (every request's first row) once."""
+    first_rows = [owner.index(i) for i in range(len(deltas))]
 
     def hook(mod, args, out):
         hidden = unwrap_output(out)
         if "h_init" not in state:
-            state["h_init"] = hidden[0, run.lookup[0]].detach().clone()
-        shifted = hidden + run.sel[..., None].to(hidden.dtype) * delta.to(hidden.dtype)
+            state["h_init"] = [hidden[run.site(r)].detach().clone() for r in first_rows]
+        if len(deltas) == 1:  # the one-request form of the reference, bit for bit
+            shift = deltas[0].to(hidden.dtype)
+        else:
+            shift = run.spread(torch.stack([deltas[i] for i in active])).to(hidden.dtype)
+        shifted = hidden + run.sel[..., None].to(hidden.dtype) * shift
         if isinstance(out, tuple):
             return (shifted, *out[1:])
         return shifted
@@ -153,139 +215,70 @@ def _shift_hook(run, delta: torch.Tensor, state: dict[str, torch.Tensor]):
     return hook
 
 
-def _optimise(lm: LoadedModel, run, module: torch.nn.Module, objective: _Objective,
-              spec: TargetSpec) -> TargetResult:
-    delta = torch.zeros(lm.arch.d_model, device=lm.device, requires_grad=True)
-    state: dict[str, torch.Tensor] = {}
-    opt = torch.optim.Adam([delta], lr=spec.v_lr)
+def _optimise(lm: LoadedModel, run, owner: list[int], module: torch.nn.Module,
+              objectives: list[_Objective], spec: TargetSpec, log: StepLog) -> list[TargetResult]:
+    n = len(objectives)
+    deltas = [torch.zeros(lm.arch.d_model, device=lm.device, requires_grad=True) for _ in range(n)]
+    opts = [torch.optim.Adam([d], lr=spec.v_lr) for d in deltas]
+    active = list(range(n))  # requests still optimising, in row order
+    state: dict[str, list[torch.Tensor]] = {}
+    losses: list[list[float]] = [[] for _ in range(n)]
+    nlls = [float("nan")] * n
+    log.runner = type(run).__name__
     with frozen_params(lm.model):
+        t0 = time.perf_counter()
         run.setup()
-        handle = module.register_forward_hook(_shift_hook(run, delta, state))
+        log.setup += time.perf_counter() - t0
+        handle = module.register_forward_hook(_shift_hook(run, owner, deltas, active, state))
         try:
             with torch.enable_grad():
-                steps, losses, nll_value = _steps(run, delta, opt, objective, spec, state)
+                for it in range(spec.v_num_grad_steps):
+                    if not active:
+                        break
+                    _step(run, it, deltas, opts, objectives, spec, state, active, losses, nlls, log)
         finally:
             handle.remove()
-    return TargetResult(delta=delta.detach().float().cpu(), h_init=state["h_init"].float().cpu(),
-                        steps=steps, losses=losses, nll=nll_value)
+    return [TargetResult(delta=deltas[i].detach().float().cpu(),
+                         h_init=state["h_init"][i].float().cpu(), steps=len(losses[i]),
+                         losses=losses[i], nll=nlls[i]) for i in range(n)]
 
 
-def _steps(run, delta: torch.Tensor, opt: torch.optim.Optimizer, objective: _Objective,
-           spec: TargetSpec, state: dict[str, torch.Tensor]) -> tuple[int, list[float], float]:
-    """Adam steps with early stop and the norm clamp: (steps, losses, last NLL)."""
-    losses: list[float] = []
-    nll_value = float("nan")
-    steps = 0
-    for it in range(spec.v_num_grad_steps):
-        steps += 1
-        opt.zero_grad()
-        kept = run.logits()  # (n_tgt + 1, vocab)
-        h_norm = state["h_init"].float().norm()
-        loss, nll = objective(kept, delta, h_norm)
-        losses.append(float(loss.detach()))
-        nll_value = float(nll.detach())
-        if losses[-1] < spec.early_stop_loss or it == spec.v_num_grad_steps - 1:
-            break
-        loss.backward()
-        opt.step()
+def _step(run, it: int, deltas, opts, objectives, spec: TargetSpec, state, active: list[int],
+          losses: list[list[float]], nlls: list[float], log: StepLog) -> None:
+    """One Adam step of every active request (early stop and the norm clamp per request);
+    requests that stop leave ``active`` and their rows leave the runner."""
+    t0 = time.perf_counter()
+    for i in active:
+        opts[i].zero_grad()
+    log.tokens.append(run.n_tokens())
+    kept = run.logits()  # (sum of the active requests' kept positions, vocab)
+    t1 = time.perf_counter()
+    total, going, start = None, [], 0
+    for i in active:
+        h_norm = state["h_init"][i].float().norm()
+        end = start + objectives[i].n_kept
+        loss, nll = objectives[i](kept[start:end], deltas[i], h_norm)
+        start = end
+        losses[i].append(float(loss.detach()))
+        nlls[i] = float(nll.detach())
+        if losses[i][-1] < spec.early_stop_loss or it == spec.v_num_grad_steps - 1:
+            continue
+        going.append(i)
+        total = loss if total is None else total + loss
+    if total is not None:
+        total.backward()
+    for i in going:
+        opts[i].step()
+        h_norm = state["h_init"][i].float().norm()
         max_norm = spec.clamp_norm_factor * h_norm
         with torch.no_grad():
-            n = delta.norm()
-            if n > max_norm:
-                delta.mul_(max_norm / n)
-    return steps, losses, nll_value
-
-
-def compute_targets(lm: LoadedModel, requests: Sequence[EditRequest], layer: int,
-                    templates: Sequence[str], spec: TargetSpec, point: Point) -> list[TargetResult]:
-    """:func:`compute_target` for each request (each has its own δ)."""
-    return [compute_target(lm, r, layer, templates, spec, point) for r in requests]
-
-
-# --------------------------------------------------------------------------- runners
-class _FullRunner:
-    """Every step runs the whole right-padded batch."""
-
-    def __init__(self, lm: LoadedModel, seqs, lookup, needed):
-        dev = lm.device
-        batch = pad_batch(seqs, pad_token_id(lm.tokenizer))
-        self.model = lm.model
-        self.ids, self.mask = batch.input_ids.to(dev), batch.attention_mask.to(dev)
-        self.lookup = list(lookup)
-        self.sel = torch.zeros(self.ids.shape, dtype=torch.float32, device=dev)
-        self.sel[torch.arange(len(seqs), device=dev), torch.tensor(lookup, device=dev)] = 1.0
-        self.keep = torch.zeros(self.ids.shape, dtype=torch.bool, device=dev)
-        for r, pos in enumerate(needed):
-            self.keep[r, pos] = True
-
-    def setup(self) -> None:
-        pass
-
-    def logits(self) -> torch.Tensor:
-        return _kept_logits(self.model, self.ids, self.mask, self.keep)
-
-
-class _SuffixRunner:
-    """Prefix (tokens before the subject-last token) once into a key/value cache; each
-    step runs the suffixes only. Prefixes are right-padded and run with a full mask (pad
-    positions only ever attend to real tokens or pads, so nothing is NaN); the suffix pass
-    masks the pad keys and gives every token its true position."""
-
-    def __init__(self, lm: LoadedModel, seqs, lookup, needed):
-        dev = lm.device
-        pad = pad_token_id(lm.tokenizer)
-        self.model = lm.model
-        prefixes = [s[:i] for s, i in zip(seqs, lookup)]
-        suffixes = [s[i:] for s, i in zip(seqs, lookup)]
-        self.P = max(len(p) for p in prefixes)
-        width = max(len(x) for x in suffixes)
-        B = len(seqs)
-        self.pre_ids = torch.full((B, max(self.P, 1)), pad, dtype=torch.long)
-        pre_real = torch.zeros((B, self.P), dtype=torch.long)
-        self.suf_ids = torch.full((B, width), pad, dtype=torch.long)
-        suf_mask = torch.zeros((B, width), dtype=torch.long)
-        for r, (p, x) in enumerate(zip(prefixes, suffixes)):
-            self.pre_ids[r, : len(p)] = torch.tensor(p, dtype=torch.long)
-            pre_real[r, : len(p)] = 1
-            self.suf_ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
-            suf_mask[r, : len(x)] = 1
-        self.full_mask = torch.cat([pre_real, suf_mask], dim=1).to(dev)
-        self.suf_pos = (torch.tensor([len(p) for p in prefixes])[:, None] + torch.arange(width)).to(dev)
-        self.pre_ids, self.suf_ids = self.pre_ids.to(dev), self.suf_ids.to(dev)
-        self.lookup = [0] * B  # the subject-last token opens every suffix
-        self.sel = torch.zeros((B, width), dtype=torch.float32, device=dev)
-        self.sel[:, 0] = 1.0
-        self.keep = torch.zeros((B, width), dtype=torch.bool, device=dev)
-        for r, pos in enumerate(needed):
-            self.keep[r, [q - len(prefixes[r]) for q in pos]] = True
-        self.cache = None
-
-    @torch.no_grad()
-    def setup(self) -> None:
-        if self.P == 0:
-            return
-        out = self.model(input_ids=self.pre_ids, attention_mask=torch.ones_like(self.pre_ids),
-                         position_ids=torch.arange(self.P, device=self.pre_ids.device)[None].expand(
-                             len(self.pre_ids), -1), use_cache=True, logits_to_keep=1)
-        self.cache = out.past_key_values
-
-    def logits(self) -> torch.Tensor:
-        if self.cache is None:
-            return _kept_logits(self.model, self.suf_ids, self.full_mask, self.keep,
-                                position_ids=self.suf_pos)
-        return _kept_logits(self.model, self.suf_ids, self.full_mask, self.keep,
-                            position_ids=self.suf_pos, past_key_values=copy.deepcopy(self.cache))
-
-
-def _kept_logits(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor,
-                 keep: torch.Tensor, **kwargs) -> torch.Tensor:
-    """Logits at the True positions of ``keep`` (row-major, flattened). Uses the
-    transformers ``logits_to_keep`` boolean mask so the vocabulary projection runs only
-    there; falls back to full logits for models without it."""
-    try:
-        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, **kwargs).logits
-    except TypeError:
-        return model(input_ids=ids, attention_mask=mask, **kwargs).logits[keep]
-    if logits.ndim == 3:  # a model that ignored the mask
-        return logits[keep]
-    return logits
+            norm = deltas[i].norm()
+            if norm > max_norm:
+                deltas[i].mul_(max_norm / norm)
+    if going and going != active:
+        rows = run.rows_of_active()  # per current row: its request's position in ``active``
+        kept_rows = [active[o] in going for o in rows]
+        run.select(kept_rows, [going.index(active[o]) for o, k in zip(rows, kept_rows) if k])
+    active[:] = going
+    log.forward.append(t1 - t0)
+    log.backward.append(time.perf_counter() - t1)

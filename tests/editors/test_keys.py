@@ -1,17 +1,16 @@
-"""Subject location, context templates, keys and target optimisation on tiny models
-(editors.keys, editors.templates, editors.targets)."""
+"""Subject location, context templates and keys on tiny models (editors.keys,
+editors.templates); the target optimisation is in test_targets.py."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from benchmark import models
+from benchmark.core.arch import get_module
 from benchmark.core.requests import EditRequest
 from editors import keys
-from editors.hparams import TargetSpec, TemplateSpec
-from editors.targets import compute_target
+from editors.hparams import TemplateSpec
 from editors.templates import clear_template_cache, context_templates
 
 REQ = EditRequest("0", "The mother tongue of Danielle Darrieux is", "Danielle Darrieux", "English", "French")
@@ -107,47 +106,34 @@ def test_keys_equal_hook_free_average(tiny):
         np.testing.assert_allclose(got[layer][row].numpy(), np.mean(per, axis=0), rtol=1e-4, atol=1e-5)
 
 
-# --------------------------------------------------------------------------- targets
-@pytest.mark.parametrize("point", ["mlp_out", "residual"])
-def test_target_optimisation_clamps_and_leaves_weights_alone(tiny, point):
-    for p in tiny.model.parameters():
-        p.requires_grad_(True)  # even if the caller left grads on, weights get none
-    before = {n: p.detach().clone() for n, p in tiny.model.named_parameters()}
-    spec = TargetSpec(v_lr=5.0, v_num_grad_steps=6, clamp_norm_factor=0.5, v_weight_decay=0.0)
-    res = compute_target(tiny, REQ, 1, ("", "A b. "), spec, point=point)
-    assert res.steps == 6 and len(res.losses) == 6
-    assert float(res.delta.norm()) <= 0.5 * float(res.h_init.norm()) * (1 + 1e-5)
-    assert float(res.delta.norm()) > 0
-    for n, p in tiny.model.named_parameters():
-        assert p.grad is None, n
-        assert p.requires_grad, "requires_grad flags are restored"
-        assert torch.equal(p.detach(), before[n])
-    # h_init is the hook point's value for the bare prompt at the subject's last token
-    expected = keys.compute_outputs(tiny, [REQ], 1, point)[0]
-    torch.testing.assert_close(res.h_init, expected, rtol=1e-4, atol=1e-6)
-
-
-def test_target_loss_decreases_and_early_stop():
-    lm = models.load("tiny-gpt2")
-    spec = TargetSpec(v_lr=1.0, v_num_grad_steps=8, clamp_norm_factor=1e6, v_weight_decay=0.0,
-                      kl_factor=0.0)
-    res = compute_target(lm, REQ, 2, ("",), spec, point="residual")
-    assert res.losses[-1] < res.losses[0]
-    stop = compute_target(lm, REQ, 2, ("",), spec.model_copy(update={"early_stop_loss": 1e9}),
-                               point="residual")
-    assert stop.steps == 1 and float(stop.delta.norm()) == 0.0
-
-
-@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama", "tiny-gemma"])
-@pytest.mark.parametrize("point", ["mlp_out", "residual"])
-def test_prefix_reuse_gives_the_full_forward_result(name, point):
-    lm = models.load(name)
-    spec = TargetSpec(v_lr=0.5, v_num_grad_steps=4, clamp_norm_factor=1e3, v_weight_decay=0.1)
-    # templates of different lengths (all prompts shorter than tiny-gemma's sliding window)
-    templates = ("", "Long one. ", "Hi. ")
-    for req in (REQ, REQ2, EditRequest("2", "Paris is the capital of", "Paris", "Italy", "France")):
-        full = compute_target(lm, req, 1, templates, spec, point, reuse_prefix=False)
-        fast = compute_target(lm, req, 1, templates, spec, point, reuse_prefix=True)
-        np.testing.assert_allclose(fast.losses, full.losses, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(fast.delta, full.delta, rtol=1e-3, atol=1e-5)
-        torch.testing.assert_close(fast.h_init, full.h_init, rtol=1e-4, atol=1e-6)
+def test_subject_passes_replay_is_bit_for_bit_a_fresh_pass(tiny):
+    """MEMIT's layer loop: read keys at layer 1, edit layer 1, read keys at layer 2 and the
+    block output of layer 2. The replaying passes (layers below the recorded layer not run)
+    give exactly what fresh passes give on the edited model; records never decrease."""
+    templates = ("", "Once upon a time. ", "X. ")
+    reqs = [REQ, REQ2]
+    passes = keys.SubjectPasses(tiny, reqs, templates, batch_size=4)  # two chunks
+    outs = keys.SubjectPasses(tiny, reqs, ("",))
+    down1, down2 = tiny.arch.down_name(1), tiny.arch.down_name(2)
+    block2 = (tiny.arch.layer_name(2), "output")
+    k1 = passes.collect([(down1, "input")], record=1)[down1]
+    assert torch.equal(k1, keys.compute_keys(tiny, reqs, [1], templates, batch_size=4)[1])
+    outs.collect([block2], record=1)
+    k2_before = keys.compute_keys(tiny, reqs, [2], templates, batch_size=4)[2]
+    weight = get_module(tiny.model, down1).weight
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)) * 0.5)
+    try:
+        k2 = passes.collect([(down2, "input")], record=2)[down2]
+        h2 = outs.collect([block2], record=2)[block2[0]]
+        assert passes.start == 2 and outs.start == 2
+        assert torch.equal(k2, keys.compute_keys(tiny, reqs, [2], templates, batch_size=4)[2])
+        assert torch.equal(h2, keys.compute_outputs(tiny, reqs, 2, "residual"))
+        assert not torch.equal(k2, k2_before)  # the edit below layer 2 reached the keys
+        # a lower record than the last one runs every layer again
+        k1_again = passes.collect([(down1, "input")], record=1)[down1]
+        assert torch.equal(k1_again, keys.compute_keys(tiny, reqs, [1], templates, batch_size=4)[1])
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
