@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import logging
-import pickle
 import threading
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from benchmark.core import io as bio
 from benchmark.core import settings
 from benchmark.core.errors import DataError
 from benchmark.data.manifest import DatasetManifest, get_manifest
+from benchmark.data.plain_pickle import NotPlainData, plain_from_pickle
 
 log = logging.getLogger(__name__)
 
@@ -164,16 +163,12 @@ def clear_verification_cache() -> None:
 
 
 # --------------------------------------------------------------------------- fetching
-class _PlainUnpickler(pickle.Unpickler):
-    """Unpickles only plain containers and scalars: any class or function is refused."""
-
-    def find_class(self, module: str, name: str):  # noqa: D401
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data pickle")
-
-
 def _transform(m: DatasetManifest, blob: bytes) -> bytes:
     if m.transform == "pickle-to-json":
-        obj = _PlainUnpickler(io.BytesIO(blob)).load()
+        try:
+            obj = plain_from_pickle(blob)
+        except NotPlainData as exc:
+            raise DataError(m.url, f"data set {m.name!r}: {exc}") from None
         return json.dumps(obj, ensure_ascii=False).encode("utf-8")
     return blob
 

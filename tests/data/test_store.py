@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from benchmark import data as bdata
+from benchmark.core.errors import DataError
 from benchmark.core.settings import NetworkRequired
 from benchmark.data import store
 
@@ -132,9 +133,9 @@ def test_fetch_pickle_transform_and_checksum(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "_download", lambda url, **kw: pickle.dumps(obj))
     path = bdata.fetch("f", data_root=root, manifest_dir=mdir)
     assert path.read_bytes() == expected
-    # a pickle that names a class is refused
+    # a pickle that names a class is refused, naming the URL and the opcode
     monkeypatch.setattr(store, "_download", lambda url, **kw: pickle.dumps(store.MissingData("x", "y")))
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+    with pytest.raises(DataError, match=r"https://example\.org/f\.json: data set 'f': .*GLOBAL is not plain data"):
         bdata.fetch("f", data_root=root, manifest_dir=mdir, force=True)
     # a download with the wrong hash writes nothing
     (root / "f.json").unlink()
