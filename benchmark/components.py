@@ -45,10 +45,9 @@ def default_load_model(name: str, device: str, dtype: str):
 
 
 def default_load_requests(dataset: DatasetSpec, n: int) -> list:
-    from benchmark.data import load_requests
+    from benchmark.data.loaders import first_requests
 
-    reqs = load_requests(dataset.name, dataset.split, limit=dataset.offset + n)
-    return list(reqs[dataset.offset:dataset.offset + n])
+    return first_requests(dataset.name, dataset.split, n, offset=dataset.offset)
 
 
 def default_data_identity(dataset: DatasetSpec) -> dict[str, Any]:
