@@ -9,11 +9,8 @@ each row. δ is added at each row's subject-last token (``lookup``).
 - :class:`SuffixRunner` runs the tokens before each row's subject-last token once into a
   key/value cache (δ cannot change them) and then, each step, only the rest (the suffix),
   right-padded.
-- :class:`PackedRunner` (batches): like :class:`SuffixRunner` but without padding: every
-  row's prefix tokens one after another in one sequence, then every row's suffix tokens,
-  with a block mask that keeps each token within its row (4D attention mask, explicit
-  positions). Rows of a batch differ in length, so padding was 40% of the tokens of a
-  10-fact SmolLM2 MEMIT batch.
+- :class:`editors.packed.PackedRunner` (batches): like :class:`SuffixRunner` with the rows
+  packed into lanes instead of padded.
 
 All take ``skip``, the number of decoder layers whose output does not depend on δ (the
 layers below the edited one; the edited layer too when δ is added to its output). With
@@ -55,7 +52,7 @@ def cache_span(rows: Rows) -> int:
     return max(rows.lookup) + max(len(s) - i for s, i in zip(rows.seqs, rows.lookup))
 
 
-class _LayerReplay:
+class LayerReplay:
     """Replace the first ``n`` decoder layers by their recorded output after the first pass."""
 
     def __init__(self, lm: LoadedModel, n: int):
@@ -89,7 +86,7 @@ class _LayerReplay:
             yield
 
 
-class _PrefixCache:
+class PrefixCache:
     """The prefix pass's key/value cache, restored before every step. A step only appends
     to it (each layer's update builds new tensors), so restoring every layer's attributes
     undoes a step without copying; the reference deep-copies instead."""
@@ -107,15 +104,19 @@ class _PrefixCache:
 
     def select(self, idx: torch.Tensor, dim: int, size: int) -> None:
         """Keep entries ``idx`` along ``dim`` (of extent ``size``) of every cached tensor."""
+        self.map(lambda v: v.index_select(dim, idx), lambda v: v.shape[dim] == size)
+
+    def map(self, fn, applies) -> None:
+        """Replace every cached 4D tensor ``v`` with ``applies(v)`` by ``fn(v)``."""
         if self.reference:
             raise RuntimeError("the reference cache is never narrowed (one request at a time)")
         for attrs in self.saved:
             for name, value in attrs.items():
-                if isinstance(value, torch.Tensor) and value.ndim > 2 and value.shape[dim] == size:
-                    attrs[name] = value.index_select(dim, idx)
+                if isinstance(value, torch.Tensor) and value.ndim == 4 and applies(value):
+                    attrs[name] = fn(value)
 
 
-class _Runner:
+class Runner:
     """What every runner shares: δ sites, kept positions, layer replay, the prefix cache."""
 
     keep: torch.Tensor
@@ -123,8 +124,8 @@ class _Runner:
 
     def __init__(self, lm: LoadedModel, rows: Rows, skip: int, reference: bool):
         self.model, self.dev, self.reference = lm.model, lm.device, reference
-        self.replay = _LayerReplay(lm, skip)
-        self.prefix: _PrefixCache | None = None
+        self.replay = LayerReplay(lm, skip)
+        self.prefix: PrefixCache | None = None
 
     def n_tokens(self) -> int:
         """Token positions one step runs (padding included)."""
@@ -137,7 +138,7 @@ class _Runner:
             return kept_logits(self.model, ids, mask, self.keep, **kwargs)
 
 
-class _PaddedRunner(_Runner):
+class _PaddedRunner(Runner):
     """Rows right-padded to one width: row r is batch entry r, δ sits at ``lookup[r]``."""
 
     row_tensors: tuple[str, ...] = ()
@@ -238,93 +239,10 @@ class SuffixRunner(_PaddedRunner):
         out = self.model(input_ids=self.pre_ids, attention_mask=torch.ones_like(self.pre_ids),
                          position_ids=torch.arange(self.P, device=self.pre_ids.device)[None].expand(
                              len(self.pre_ids), -1), use_cache=True, logits_to_keep=keep)
-        self.prefix = _PrefixCache(out.past_key_values, self.reference)
+        self.prefix = PrefixCache(out.past_key_values, self.reference)
 
     def logits(self) -> torch.Tensor:
         return self._kept(self.suf_ids, self.full_mask, position_ids=self.suf_pos)
-
-
-class PackedRunner(_Runner):
-    """No padding: one sequence of every row's prefix tokens (once, into a key/value cache),
-    then each step one sequence of every row's suffix tokens, each token at its position
-    in its own row and attending only to its own row (a 4D mask)."""
-
-    def __init__(self, lm: LoadedModel, rows: Rows, *, skip: int = 0):
-        super().__init__(lm, rows, skip, reference=False)
-        dev = lm.device
-        self.impl = attention_kind(lm.model)
-        self.alive = list(range(len(rows.seqs)))  # current rows (original indices)
-        self.row_owner = list(rows.owner)  # per current row
-        pre = [(r, q, t) for r, (s, i) in enumerate(zip(rows.seqs, rows.lookup)) for q, t in enumerate(s[:i])]
-        suf = [(r, i + q, t) for r, (s, i) in enumerate(zip(rows.seqs, rows.lookup))
-               for q, t in enumerate(s[i:])]
-        self.pre_row, self.pre_pos, self.pre_ids = (torch.tensor(c, device=dev) for c in _columns(pre, 3))
-        self.suf_row, self.suf_pos, self.suf_ids = (torch.tensor(c, device=dev) for c in _columns(suf, 3))
-        needed = {(r, q) for r, pos in enumerate(rows.needed) for q in pos}
-        self.keep = torch.tensor([[(r, q) in needed for r, q, _ in suf]], device=dev)
-        self.sel = torch.tensor([[float(q == rows.lookup[r]) for r, q, _ in suf]], device=dev)
-        self.sites = {r: k for k, (r, q, _) in enumerate(suf) if q == rows.lookup[r]}
-
-    def site(self, row: int) -> tuple[int, int]:
-        return 0, self.sites[row]
-
-    def rows_of_active(self) -> list[int]:
-        return list(self.row_owner)
-
-    def spread(self, deltas: torch.Tensor) -> torch.Tensor:
-        owner = torch.full((len(self.sites),), -1, dtype=torch.long, device=self.dev)
-        owner[torch.tensor(self.alive, device=self.dev)] = torch.tensor(self.row_owner, device=self.dev)
-        return deltas[owner[self.suf_row]][None]
-
-    def _mask(self, q_row, q_pos, k_row, k_pos) -> torch.Tensor:
-        allowed = (q_row[:, None] == k_row[None, :]) & (k_pos[None, :] <= q_pos[:, None])
-        if self.impl == "eager":
-            dtype = next(self.model.parameters()).dtype
-            return torch.zeros(allowed.shape, dtype=dtype, device=self.dev).masked_fill(
-                ~allowed, torch.finfo(dtype).min)[None, None]
-        return allowed[None, None]
-
-    @torch.no_grad()
-    def setup(self) -> None:
-        if not len(self.pre_ids):
-            return
-        out = self.model(input_ids=self.pre_ids[None], position_ids=self.pre_pos[None],
-                         attention_mask=self._mask(self.pre_row, self.pre_pos, self.pre_row, self.pre_pos),
-                         use_cache=True, logits_to_keep=torch.zeros_like(self.pre_ids, dtype=torch.bool)[None])
-        self.prefix = _PrefixCache(out.past_key_values, reference=False)
-
-    def logits(self) -> torch.Tensor:
-        k_row = torch.cat([self.pre_row, self.suf_row])
-        k_pos = torch.cat([self.pre_pos, self.suf_pos])
-        mask = self._mask(self.suf_row, self.suf_pos, k_row, k_pos)
-        return self._kept(self.suf_ids[None], mask, position_ids=self.suf_pos[None])
-
-    def select(self, keep_rows: Sequence[bool], owner: Sequence[int]) -> None:
-        """Keep the current rows flagged True (their tokens, cached prefixes and replayed
-        states); ``owner``: their requests' new indices."""
-        self.alive = [r for r, k in zip(self.alive, keep_rows) if k]
-        self.row_owner = list(owner)
-        kept = torch.zeros(len(self.sites), dtype=torch.bool, device=self.dev)
-        kept[torch.tensor(self.alive, device=self.dev)] = True
-        suf = torch.nonzero(kept[self.suf_row], as_tuple=True)[0]
-        pre = torch.nonzero(kept[self.pre_row], as_tuple=True)[0]
-        if self.prefix is not None:
-            self.prefix.select(pre, -2, len(self.pre_row))
-        self.replay.select(suf, 1)
-        self.pre_row, self.pre_pos, self.pre_ids = self.pre_row[pre], self.pre_pos[pre], self.pre_ids[pre]
-        self.suf_row, self.suf_pos, self.suf_ids = self.suf_row[suf], self.suf_pos[suf], self.suf_ids[suf]
-        self.keep, self.sel = self.keep[:, suf], self.sel[:, suf]
-
-
-def attention_kind(model: torch.nn.Module) -> str | None:
-    """The attention implementation if it takes a custom 4D mask (sdpa: boolean, eager:
-    additive), else None (then batches are padded instead of packed)."""
-    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    return impl if impl in ("sdpa", "eager") else None
-
-
-def _columns(items: list[tuple], n: int) -> list[list]:
-    return [[x[i] for x in items] for i in range(n)] if items else [[] for _ in range(n)]
 
 
 def kept_logits(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor,

@@ -48,7 +48,8 @@ from editors.keys import (
     subject_last_token,
     unwrap_output,
 )
-from editors.runners import FullRunner, PackedRunner, Rows, SuffixRunner, attention_kind, cache_span
+from editors.packed import PackedRunner, attention_kind
+from editors.runners import FullRunner, Rows, SuffixRunner, cache_span
 
 Engine = Literal["fast", "suffix", "full"]
 ENGINES: tuple[Engine, ...] = ("fast", "suffix", "full")
@@ -181,8 +182,8 @@ def _runner(lm: LoadedModel, rows: Rows, engine: Engine, skip: int):
     the edited layer, and the edited layer itself when δ is added to its output)."""
     window = getattr(getattr(lm.model, "config", None), "sliding_window", None)
     window = float("inf") if window is None else int(window)
-    # packed, the rows' tokens follow each other: a sliding window (whose cache layers keep
-    # only the last window's tokens) must cover all of them
+    # packed, a lane's rows follow each other: a sliding window (whose cache layers keep only
+    # the last window's tokens) must cover a whole lane (bounded by all rows together)
     if engine == "fast" and len(set(rows.owner)) > 1 and attention_kind(lm.model) is not None \
             and sum(map(len, rows.seqs)) <= window:
         return PackedRunner(lm, rows, skip=skip)

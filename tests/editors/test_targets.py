@@ -1,4 +1,4 @@
-"""The target optimisation (editors.targets, editors.runners) on tiny models: clamp, early
+"""The target optimisation (editors.targets, editors.runners, editors.packed) on tiny models: clamp, early
 stop, weights untouched, and the engines against each other: ``"fast"`` (one batched
 forward per step, layers below the edit run once) is bit for bit ``"suffix"`` (the
 reference) for one request and equal to float rounding for a batch; ``"suffix"`` (prefix
