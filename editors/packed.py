@@ -102,7 +102,15 @@ class PackedRunner(Runner):
     def logits(self) -> torch.Tensor:
         (_, pre_row, pre_pos), (ids, row, pos) = self.pre, self.suf
         mask = self._mask(row, pos, torch.cat([pre_row, row], 1), torch.cat([pre_pos, pos], 1))
-        return self._kept(ids, mask, position_ids=pos)[self.order]
+        # the kept positions come in lane order: reorder the vocabulary projection's input
+        # (rows x d_model) into the rows' order, cheaper than reordering its output
+        head = self.model.get_output_embeddings()
+        handle = head.register_forward_pre_hook(lambda m, args: (args[0].index_select(-2, self.order),
+                                                                 *args[1:]))
+        try:
+            return self._kept(ids, mask, position_ids=pos)
+        finally:
+            handle.remove()
 
     def select(self, keep_rows: Sequence[bool], owner: Sequence[int]) -> None:
         """Keep the current rows flagged True, ``owner``: their requests' new indices; the

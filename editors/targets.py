@@ -254,12 +254,12 @@ def _step(run, it: int, deltas, opts, objectives, spec: TargetSpec, state, activ
     log.tokens.append(run.n_tokens())
     kept = run.logits()  # (sum of the active requests' kept positions, vocab)
     t1 = time.perf_counter()
-    total, going, start = None, [], 0
-    for i in active:
+    total, going = None, []
+    # split, not sliced: a slice's backward writes into a zero tensor of all the kept logits
+    parts = kept.split([objectives[i].n_kept for i in active])
+    for i, part in zip(active, parts):
         h_norm = state["h_init"][i].float().norm()
-        end = start + objectives[i].n_kept
-        loss, nll = objectives[i](kept[start:end], deltas[i], h_norm)
-        start = end
+        loss, nll = objectives[i](part, deltas[i], h_norm)
         losses[i].append(float(loss.detach()))
         nlls[i] = float(nll.detach())
         if losses[i][-1] < spec.early_stop_loss or it == spec.v_num_grad_steps - 1:
