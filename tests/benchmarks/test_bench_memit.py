@@ -7,7 +7,8 @@ Groups:
   keys, residuals and solves; temporary edits reverted) per round on the unedited model.
   Batch 1 cycles through the first 10 CounterFact edit facts (one per round), batch 10
   takes all 10 in every round, so mean(batch 1) / (mean(batch 10) / 10) is the per-fact
-  speed-up of batching. ``target_engine="suffix"`` rows are the reference path.
+  speed-up of batching. ``target_engine="suffix"`` rows are the reference path; the last
+  round's updates of the two engines are compared (``max_rel_update_diff_vs_reference``).
 - ``memit phases smollm2``: target optimisation (steps, tokens per step, seconds per
   forward/backward in ``extra_info``), the keys/residual passes, the five solves, and
   apply + revert of the five-layer update, at batch 1 and 10.
@@ -27,6 +28,7 @@ pytestmark = [pytest.mark.embedded, pytest.mark.slow, pytest.mark.bench]
 N_FACTS = 10
 ROUNDS = {(1, "fast"): 10, (1, "suffix"): 10, (10, "fast"): 2, (10, "suffix"): 1}
 _EFFICACY: dict[tuple[int, str], float] = {}
+_DELTAS: dict[tuple[int, str], object] = {}
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +61,23 @@ def test_memit_step(benchmark, smollm2, memit_setup, size, engine):
     batches = _batches(requests, size, rounds)
     state = editor.init_state(smollm2)
     benchmark.group = "memit step smollm2"
-    benchmark.pedantic(lambda: editor.compute(smollm2, next(batches), state), rounds=rounds,
-                       iterations=1, warmup_rounds=0)
+    delta = benchmark.pedantic(lambda: editor.compute(smollm2, next(batches), state),
+                               rounds=rounds, iterations=1, warmup_rounds=0)
     benchmark.extra_info.update(engine=engine, batch=size, layers=list(editor.hparams.layers),
                                 facts_per_round=size)
+    _DELTAS[(size, engine)] = delta  # the last round's (batch 1: fact 9; batch 10: all 10)
+    if (size, "suffix") in _DELTAS and (size, "fast") in _DELTAS:
+        ref, new = _DELTAS[(size, "suffix")], _DELTAS[(size, "fast")]
+        diff = max(_rel_max(new.matrices[name].to_dense(), md.to_dense())
+                   for name, md in ref.matrices.items())
+        benchmark.extra_info["max_rel_update_diff_vs_reference"] = diff
+        assert diff <= 1e-4
+
+
+def _rel_max(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a − b| / max |b| (float64)."""
+    a, b = a.double(), b.double()
+    return float((a - b).abs().max() / b.abs().max())
 
 
 @pytest.mark.parametrize("size", [1, 10])

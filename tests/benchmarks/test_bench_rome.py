@@ -21,7 +21,7 @@ import torch
 
 pytestmark = [pytest.mark.embedded, pytest.mark.slow, pytest.mark.bench]
 
-N_FACTS = 3
+N_FACTS = 5
 _DELTAS: dict[str, list] = {}
 
 
