@@ -4,7 +4,7 @@ A target is encoded as a continuation of its prompt: the prompt with the tokeniz
 special tokens (so a BOS-adding tokenizer gets its BOS), the target with none, so a
 BOS is never scored as part of a target.
 
-Two paths give the same scores within float tolerance (docs/performance-evaluation.md):
+Two paths give the same scores within float tolerance (docs/performance.md, checkpoint evaluation):
 
 - :func:`score_continuations` (the default): an input that is a prefix of another (a prompt
   and its single-token targets) is run once, rows are sorted by length so batches carry

@@ -188,7 +188,7 @@ def make_lm(loaded_model, *, batch_size: int, max_length: int | None = None, ref
     Unless ``reference`` (lm-eval's own batching, kept for comparison), log-likelihoods are
     scored by :func:`benchmark.core.scoring.score_continuations` (no padding, the head on
     continuation positions only) and generation runs in batches of similar prompt lengths
-    (little left padding): equal within float tolerance (docs/performance-evaluation.md)."""
+    (little left padding): equal within float tolerance (docs/performance.md, checkpoint evaluation)."""
     from lm_eval.models.huggingface import HFLM
     from tqdm import tqdm
 

@@ -1,5 +1,5 @@
 """Per-phase profile of one smoke-grid checkpoint evaluation on SmolLM2-135M, one thread
-(docs/performance-evaluation.md has the table this prints).
+(docs/performance.md, checkpoint evaluation has the table this prints).
 
 Phases: each CounterFact metric kind (efficacy with its magnitude, generalization,
 locality; the default path scores them in one pass, reported as "editing, one pass") and

@@ -1,4 +1,4 @@
-"""Checkpoint-evaluation cost on SmolLM2-135M (docs/performance-evaluation.md).
+"""Checkpoint-evaluation cost on SmolLM2-135M (docs/performance.md, checkpoint evaluation).
 
 ``checkpoint evaluation smollm2`` (one group, so one run gives the ratio): what a smoke-grid
 cell does at a checkpoint (benchmark/grids/smoke.yaml), one thread -- the editing metrics

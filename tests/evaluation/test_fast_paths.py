@@ -1,5 +1,5 @@
 """The default (fast) evaluation paths against the reference paths they replace and a direct
-computation (docs/performance-evaluation.md).
+computation (docs/performance.md, checkpoint evaluation).
 
 - benchmark.core.scoring: which rows are run (prefix sharing) and how they are batched,
   stated by hand; scores against one unpadded forward pass per sequence (no tokenizer, no
