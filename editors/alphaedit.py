@@ -25,18 +25,8 @@ import torch
 
 from benchmark.core.arch import LoadedModel
 from benchmark.core.requests import EditRequest
-from editors import solvers, stats
+from editors import batch, solvers, stats
 from editors.base import Delta
-from editors.batch import (
-    TemporaryEdits,
-    accumulate_keys,
-    check_kpkpt_state,
-    current_outputs,
-    kpkpt_name,
-    layer_sweep,
-    new_kpkpt_state,
-    residual_targets,
-)
 from editors.common import TensorState, check_layers
 from editors.hparams import AlphaEditHparams
 from editors.targets import Engine
@@ -86,7 +76,7 @@ class AlphaEdit:
 
     def init_state(self, model: LoadedModel) -> TensorState:
         check_layers(model, self.hparams.layers, self.name)
-        return new_kpkpt_state(model, self.hparams.layers)
+        return batch.new_kpkpt_state(model, self.hparams.layers)
 
     def prepare(self, model: LoadedModel, requests: Sequence[EditRequest], state: TensorState) -> None:
         """Context templates and the projections from the unedited model."""
@@ -99,18 +89,18 @@ class AlphaEdit:
         if not requests:
             raise ValueError(f"{self.name}: empty batch")
         check_layers(lm, hp.layers, self.name)
-        check_kpkpt_state(state, lm, hp.layers)
+        batch.check_kpkpt_state(state, lm, hp.layers)
         templates = context_templates(lm, hp.templates)
         P = self.projections(lm)
-        Z, tinfo = residual_targets(lm, requests, hp, templates, self.target_engine)
+        Z, tinfo = batch.residual_targets(lm, requests, hp, templates, self.target_engine)
 
         def solve(i: int, layer: int, R: torch.Tensor, K: torch.Tensor):
-            return solvers.alphaedit_solve(R, K, P[layer], state.tensors[kpkpt_name(layer)], hp.L2)
+            return solvers.alphaedit_solve(R, K, P[layer], state.tensors[batch.kpkpt_name(layer)], hp.L2)
 
-        with TemporaryEdits(lm.model) as edits:
-            layer_info = layer_sweep(lm, requests, hp.layers, templates, Z, solve, edits)
-            final_res = (Z - current_outputs(lm, requests, hp.layers[-1])).norm(dim=0)
-            accumulate_keys(state, lm, requests, hp.layers, templates)
+        with batch.TemporaryEdits(lm.model) as edits:
+            layer_info = batch.layer_sweep(lm, requests, hp.layers, templates, Z, solve, edits)
+            final_res = (Z - batch.current_outputs(lm, requests, hp.layers[-1])).norm(dim=0)
+            batch.accumulate_keys(state, lm, requests, hp.layers, templates)
         info = {"method": self.name, "layers": list(hp.layers), "n_requests": len(requests),
                 "null_space_dim": {layer: round(float(P[layer].trace())) for layer in hp.layers},
                 "layer_info": layer_info, "final_residual_norm": final_res.tolist(), **tinfo}

@@ -21,19 +21,8 @@ import torch
 
 from benchmark.core.arch import LoadedModel
 from benchmark.core.requests import EditRequest
-from editors import solvers
+from editors import batch, solvers
 from editors.base import Delta
-from editors.batch import (
-    C0Cache,
-    TemporaryEdits,
-    accumulate_keys,
-    check_kpkpt_state,
-    current_outputs,
-    kpkpt_name,
-    layer_sweep,
-    new_kpkpt_state,
-    residual_targets,
-)
 from editors.common import EmptyState, TensorState, check_layers
 from editors.hparams import MEMITHparams
 from editors.targets import Engine
@@ -51,7 +40,7 @@ class MEMIT:
                  target_engine: Engine = "fast"):
         self.target_engine = target_engine
         self.hparams = hparams
-        self._c0 = C0Cache(data_root, cache_root, progress)
+        self._c0 = batch.C0Cache(data_root, cache_root, progress)
 
     def init_state(self, model: LoadedModel) -> EmptyState | TensorState:
         return EmptyState()
@@ -71,19 +60,19 @@ class MEMIT:
             raise ValueError(f"{self.name}: empty batch")
         check_layers(lm, hp.layers, self.name)
         if self.sequential:
-            check_kpkpt_state(state, lm, hp.layers)
+            batch.check_kpkpt_state(state, lm, hp.layers)
         templates = context_templates(lm, hp.templates)
         c0 = self._c0.get(lm, hp)
-        Z, tinfo = residual_targets(lm, requests, hp, templates, self.target_engine)
+        Z, tinfo = batch.residual_targets(lm, requests, hp, templates, self.target_engine)
 
         def solve(i: int, layer: int, R: torch.Tensor, K: torch.Tensor):
             return solvers.memit_solve(R, K, c0[layer], hp.mom2_update_weight, self._prior(state, layer))
 
-        with TemporaryEdits(lm.model) as edits:
-            layer_info = layer_sweep(lm, requests, hp.layers, templates, Z, solve, edits)
-            final_res = (Z - current_outputs(lm, requests, hp.layers[-1])).norm(dim=0)
+        with batch.TemporaryEdits(lm.model) as edits:
+            layer_info = batch.layer_sweep(lm, requests, hp.layers, templates, Z, solve, edits)
+            final_res = (Z - batch.current_outputs(lm, requests, hp.layers[-1])).norm(dim=0)
             if self.sequential:
-                accumulate_keys(state, lm, requests, hp.layers, templates)
+                batch.accumulate_keys(state, lm, requests, hp.layers, templates)
         info = {"method": self.name, "layers": list(hp.layers), "n_requests": len(requests),
                 "layer_info": layer_info, "final_residual_norm": final_res.tolist(), **tinfo}
         return Delta(edits.matrices, info)
@@ -98,7 +87,7 @@ class SequentialMEMIT(MEMIT):
 
     def init_state(self, model: LoadedModel) -> TensorState:
         check_layers(model, self.hparams.layers, self.name)
-        return new_kpkpt_state(model, self.hparams.layers)
+        return batch.new_kpkpt_state(model, self.hparams.layers)
 
     def _prior(self, state, layer: int) -> torch.Tensor | None:
-        return state.tensors[kpkpt_name(layer)]
+        return state.tensors[batch.kpkpt_name(layer)]

@@ -34,19 +34,8 @@ import torch
 
 from benchmark.core.arch import LoadedModel, down_weight, to_out_in
 from benchmark.core.requests import EditRequest
-from editors import solvers
+from editors import batch, solvers
 from editors.base import Delta, MatrixDelta
-from editors.batch import (
-    C0Cache,
-    TemporaryEdits,
-    accumulate_keys,
-    check_kpkpt_state,
-    current_outputs,
-    kpkpt_name,
-    layer_sweep,
-    new_kpkpt_state,
-    residual_targets,
-)
 from editors.common import TensorState, check_layers
 from editors.hparams import NSEHparams
 from editors.targets import Engine
@@ -90,11 +79,11 @@ class NSE:
             raise ValueError(f"NSE upper_bound ({hparams.upper_bound}) must exceed alpha ({hparams.alpha})")
         self.hparams = hparams
         self.progress = progress
-        self._c0 = C0Cache(data_root, cache_root, progress)
+        self._c0 = batch.C0Cache(data_root, cache_root, progress)
 
     def init_state(self, model: LoadedModel) -> TensorState:
         check_layers(model, self.hparams.layers, self.name)
-        state = new_kpkpt_state(model, self.hparams.layers)
+        state = batch.new_kpkpt_state(model, self.hparams.layers)
         state.tensors[TARGETS] = torch.zeros(0, model.arch.d_model, dtype=torch.float32)
         state.meta[TARGET_IDS] = []
         return state
@@ -119,7 +108,7 @@ class NSE:
         rows = []
         for r in tqdm(todo, desc=f"NSE targets on unedited {model.entry.name}",
                       disable=not self.progress, unit="request"):
-            Z, _ = residual_targets(model, [r], hp, templates, self.target_engine)
+            Z, _ = batch.residual_targets(model, [r], hp, templates, self.target_engine)
             rows.append(Z[:, 0])
         state.tensors[TARGETS] = torch.cat([state.tensors[TARGETS], torch.stack(rows)], dim=0)
         state.meta[TARGET_IDS] = list(state.meta.get(TARGET_IDS, [])) + [r.case_id for r in todo]
@@ -129,7 +118,7 @@ class NSE:
         if not requests:
             raise ValueError(f"{self.name}: empty batch")
         check_layers(lm, hp.layers, self.name)
-        check_kpkpt_state(state, lm, hp.layers)
+        batch.check_kpkpt_state(state, lm, hp.layers)
         templates = context_templates(lm, hp.templates)
         c0 = self._c0.get(lm, hp)
         Z = stored_targets(state, requests)
@@ -142,11 +131,11 @@ class NSE:
             cols = solvers.select_neurons(K, hp.neuron_fraction)
             passes[-1]["neurons"][layer] = int(cols.numel())
             return solvers.nse_solve(R, K, c0[layer], hp.mom2_update_weight,
-                                     state.tensors[kpkpt_name(layer)], cols)
+                                     state.tensors[batch.kpkpt_name(layer)], cols)
 
-        with TemporaryEdits(lm.model) as edits:
+        with batch.TemporaryEdits(lm.model) as edits:
             for m in range(hp.max_iterations):
-                res = (Z - current_outputs(lm, requests, z_layer)).norm(dim=0)
+                res = (Z - batch.current_outputs(lm, requests, z_layer)).norm(dim=0)
                 checks.append(res.tolist())
                 band = (res > hp.alpha) & (res < hp.upper_bound)
                 if m == 0:
@@ -157,8 +146,8 @@ class NSE:
                 idx = torch.nonzero(band, as_tuple=True)[0]
                 chosen = [requests[int(j)] for j in idx]
                 passes.append({"edited": [r.case_id for r in chosen], "neurons": {}})
-                layer_sweep(lm, chosen, hp.layers, templates, Z[:, idx], solve, edits)
-            accumulate_keys(state, lm, requests, hp.layers, templates)
+                batch.layer_sweep(lm, chosen, hp.layers, templates, Z[:, idx], solve, edits)
+            batch.accumulate_keys(state, lm, requests, hp.layers, templates)
         matrices = {lm.arch.down_name(layer): empty_update(lm, layer) for layer in hp.layers}
         matrices.update(edits.matrices)
         if outliers:

@@ -61,37 +61,22 @@ register(ModelEntry(
     arch=_arch("llama", 18, 640, 2048, family="gemma3", adds_bos=True, cap=512),
     notes="Gemma-3-270M base, Q4_K_M GGUF dequantised to float32",
 ))
-register(ModelEntry(
-    name="gpt2-xl",
-    source=HubSource("openai-community/gpt2-xl", "15ea56dee5df4983c59b2538573817e1667135e2",
-                     pin_source=_LEADERBOARD_PIN),
-    arch=_arch("gpt2", 48, 1600, 4 * 1600, family="gpt2", adds_bos=False, cap=1024),
-))
-register(ModelEntry(
-    name="gpt-j-6b",
-    source=HubSource("EleutherAI/gpt-j-6b", "47e169305d2e8376be1d31e765533382721b2cc1",
-                     pin_source=_LEADERBOARD_PIN),
-    arch=_arch("gptj", 28, 4096, 16384, family="gptj", adds_bos=False, cap=2048),
-))
-register(ModelEntry(
-    name="llama2-7b",
-    source=HubSource("meta-llama/Llama-2-7b-hf", "01c7f73d771dfac7d292323805ebc428287df4f9",
-                     pin_source=_LEADERBOARD_PIN),
-    arch=_arch("llama", 32, 4096, 11008, family="llama", adds_bos=True, cap=2048),
-))
-register(ModelEntry(
-    name="llama3-8b",
-    source=HubSource("meta-llama/Meta-Llama-3-8B", "62bd457b6fe961a42a631306577e622c83876cb6",
-                     pin_source=_LEADERBOARD_PIN),
-    arch=_arch("llama", 32, 4096, 14336, family="llama", adds_bos=True, cap=2048),
-))
-register(ModelEntry(
-    name="llama3-8b-instruct",
-    source=HubSource("meta-llama/Meta-Llama-3-8B-Instruct", "e1945c40cd546c78e41f1151f4db032b271faeaa",
-                     pin_source=_LEADERBOARD_PIN),
-    arch=_arch("llama", 32, 4096, 14336, family="llama", adds_bos=True, cap=2048),
-    instruct=True,
-))
+def _paper_model(name: str, repo: str, sha: str, arch: ArchFacts, instruct: bool = False) -> None:
+    source = HubSource(repo, sha, pin_source=_LEADERBOARD_PIN)
+    register(ModelEntry(name=name, source=source, arch=arch, instruct=instruct))
+
+
+_paper_model("gpt2-xl", "openai-community/gpt2-xl", "15ea56dee5df4983c59b2538573817e1667135e2",
+             _arch("gpt2", 48, 1600, 4 * 1600, family="gpt2", adds_bos=False, cap=1024))
+_paper_model("gpt-j-6b", "EleutherAI/gpt-j-6b", "47e169305d2e8376be1d31e765533382721b2cc1",
+             _arch("gptj", 28, 4096, 16384, family="gptj", adds_bos=False, cap=2048))
+_paper_model("llama2-7b", "meta-llama/Llama-2-7b-hf", "01c7f73d771dfac7d292323805ebc428287df4f9",
+             _arch("llama", 32, 4096, 11008, family="llama", adds_bos=True, cap=2048))
+_paper_model("llama3-8b", "meta-llama/Meta-Llama-3-8B", "62bd457b6fe961a42a631306577e622c83876cb6",
+             _arch("llama", 32, 4096, 14336, family="llama", adds_bos=True, cap=2048))
+_paper_model("llama3-8b-instruct", "meta-llama/Meta-Llama-3-8B-Instruct",
+             "e1945c40cd546c78e41f1151f4db032b271faeaa",
+             _arch("llama", 32, 4096, 14336, family="llama", adds_bos=True, cap=2048), instruct=True)
 
 _TINY_VOCAB = 260  # 256 bytes + <pad> <bos> <eos> <unk>
 register(ModelEntry(
