@@ -135,8 +135,6 @@ class TaskSpec(_Frozen):
 
 
 EvalTiming = Literal["each", "first-n", "final"]
-_TIMING_ALIASES = {"after_each_edit": "each", "first_n_at_checkpoint": "first-n",
-                   "all_at_final": "final"}
 
 
 class EvalSpec(_Frozen):
@@ -152,11 +150,6 @@ class EvalSpec(_Frozen):
 
     timing: EvalTiming = "first-n"
 
-    @field_validator("timing", mode="before")
-    @classmethod
-    def _timing_alias(cls, v: Any) -> Any:
-        # the names of benchmark.evaluation.editing.EvalTiming are accepted too
-        return _TIMING_ALIASES.get(str(v), v) if isinstance(v, str) else v
     editing_metrics: tuple[str, ...] = ("efficacy", "generalization", "locality")
     tasks: tuple[TaskSpec, ...] = ()
     batch_size: int = Field(16, gt=0)
