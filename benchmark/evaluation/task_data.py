@@ -17,7 +17,7 @@ into the recorded task hash, so their fields and field order are part of the res
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +72,18 @@ def _gsm8k_answer(rec: Record) -> str:
 
 
 # --------------------------------------------------------------------------- PRUNE's four tasks
+
+def _jsonl(path: Path, first_n: int | None) -> Iterator[Record]:
+    """The first ``first_n`` records of a JSON Lines file, each naming file and index."""
+    for i, raw in enumerate(read_jsonl_records(path, first_n)):
+        yield Record(path, i, raw)
+
 @_builds("prune_reasoning")
 def _prune_reasoning(info: TaskInfo, first_n: int | None) -> tuple[Docs, object]:
     """GSM8K with the gold rationale in the prompt (PRUNE/RECT ``Reasoning``)."""
     path = data_path(info.data[0])
     docs = []
-    for i, raw in enumerate(read_jsonl_records(path, first_n)):
-        rec = Record(path, i, raw)
+    for rec in _jsonl(path, first_n):
         question, answer = rec.text("question"), _gsm8k_answer(rec)
         docs.append({"prompt": prompts.prune_reasoning(question, tm.gsm8k_rationale(answer)),
                      "gold": tm.gsm8k_gold_number(answer)})
@@ -102,8 +107,7 @@ def _prune_qa(info: TaskInfo, first_n: int | None) -> tuple[Docs, object]:
     """NQ-open question with a supporting passage (PRUNE/RECT ``OpenDomainQA``)."""
     path = data_path(info.data[0])
     docs = []
-    for i, raw in enumerate(read_jsonl_records(path, first_n)):
-        rec = Record(path, i, raw)
+    for rec in _jsonl(path, first_n):
         question = rec.text("question")
         passages, answers = rec.values("output", min_len=1), rec.values("answer", min_len=1)
         if not isinstance(passages[0], str):
@@ -136,8 +140,7 @@ def _gsm8k(info: TaskInfo, first_n: int | None) -> tuple[Docs, object]:
     """GSM8K without the rationale (lm-eval's zero-shot format); gold: the final number."""
     path = data_path(info.data[0])
     docs = []
-    for i, raw in enumerate(read_jsonl_records(path, first_n)):
-        rec = Record(path, i, raw)
+    for rec in _jsonl(path, first_n):
         question, answer = rec.text("question"), _gsm8k_answer(rec)
         gold = tm.last_number(tm.gsm8k_gold_number(answer))
         docs.append({"prompt": prompts.gsm8k(question), "gold": gold or ""})
@@ -149,8 +152,7 @@ def _nq_closedbook(info: TaskInfo, first_n: int | None) -> tuple[Docs, object]:
     """NQ-open without a passage."""
     path = data_path(info.data[0])
     docs = []
-    for i, raw in enumerate(read_jsonl_records(path, first_n)):
-        rec = Record(path, i, raw)
+    for rec in _jsonl(path, first_n):
         question, answers = rec.text("question"), rec.values("answer", min_len=1)
         docs.append({"prompt": prompts.nq_closedbook(question), "answers": [str(a) for a in answers]})
     return docs, path
@@ -161,8 +163,7 @@ def _boolq(info: TaskInfo, first_n: int | None) -> tuple[Docs, object]:
     """BoolQ (lm-eval's prompt) -> no / yes."""
     path = data_path(info.data[0])
     docs = []
-    for i, raw in enumerate(read_jsonl_records(path, first_n)):
-        rec = Record(path, i, raw)
+    for rec in _jsonl(path, first_n):
         passage, question, answer = rec.text("passage"), rec.text("question"), rec.boolean("answer")
         docs.append({"prompt": prompts.boolq(passage, question),
                      "choices": ["no", "yes"], "gold": int(answer)})
@@ -313,8 +314,7 @@ def _known_facts(info: TaskInfo, first_n: int | None) -> tuple[Docs, object]:
     """Well-known facts: ``prompt`` -> true object vs false object (committed in tasks/)."""
     path = info.files[0]
     docs = []
-    for i, raw in enumerate(read_jsonl_records(path, first_n)):
-        rec = Record(path, i, raw)
+    for rec in _jsonl(path, first_n):
         prompt, true, false = rec.text("prompt"), rec.text("true"), rec.text("false")
         docs.append({"prompt": prompt, "choices": [true, false], "gold": 0,
                      "topic": rec.raw.get("topic", "")})
