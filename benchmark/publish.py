@@ -23,6 +23,7 @@ import contextlib
 import glob
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -57,22 +58,35 @@ class PublishError(SeqeditError):
 
 
 # --------------------------------------------------------------------------- swapping
-def _alive(pid: str) -> bool:
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():  # this process is not inside a swap of its own (it holds the lock)
+        return False
     try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
     return True
 
 
+def _leftovers(out: Path, kind: str) -> list[tuple[Path, int]]:
+    """Folders a publish of ``out`` made itself (``<out>.<kind>-<pid>``), nothing else."""
+    pattern = re.compile(rf"{re.escape(out.name)}\.{kind}-(\d+)")
+    found = []
+    for p in sorted(out.parent.glob(f"{glob.escape(out.name)}.{kind}-*")):
+        if (m := pattern.fullmatch(p.name)) and p.is_dir():
+            found.append((p, int(m.group(1))))
+    return found
+
+
 def recover(out: Path) -> None:
     """Repair what a killed publish of ``out`` left: put back an old folder moved aside
-    (when ``out`` is missing) and remove staging folders, of processes that are gone."""
+    (when ``out`` is missing) and remove staging folders, of processes that are gone.
+    Only names of the form ``<out>.old-<pid>`` / ``<out>.tmp-<pid>`` are touched."""
     for kind in ("old", "tmp"):
-        for p in sorted(out.parent.glob(f"{glob.escape(out.name)}.{kind}-*")):
-            if _alive(p.name.rsplit("-", 1)[1]):
+        for p, pid in _leftovers(out, kind):
+            if _alive(pid):
                 continue
             if kind == "old" and not out.exists():
                 log.warning("%s: a publish was interrupted; restoring the previous folder from %s",
@@ -81,6 +95,11 @@ def recover(out: Path) -> None:
                 io.fsync_dir(out.parent)
             else:
                 shutil.rmtree(p, ignore_errors=True)
+
+
+def publish_lock(out: Path) -> Path:
+    """The lock every publish of ``out`` holds from repair to swap (one publisher at a time)."""
+    return out.parent / f".{out.name}.publish.lock"
 
 
 def check_target(out: Path) -> None:
@@ -99,20 +118,22 @@ def check_target(out: Path) -> None:
 @contextlib.contextmanager
 def staged(out: Path, step: Step | None = None) -> Iterator[Path]:
     """Yield an empty folder beside ``out``; when the block succeeds, it replaces ``out``.
-    On any error the staging folder is removed and ``out`` is left exactly as it was."""
+    On any error the staging folder is removed and ``out`` is left exactly as it was.
+    Publishes of one ``out`` are serialised by :func:`publish_lock` (a second waits)."""
     step = step or (lambda point: None)
     out = Path(out)
     check_target(out)
-    recover(out)
-    stage = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
-    try:
-        yield stage
-        step("publish_staged")
-        _swap(stage, out, step)
-    finally:
+    with io.file_lock(publish_lock(out)):
+        recover(out)
+        stage = out.with_name(f"{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+        try:
+            yield stage
+            step("publish_staged")
+            _swap(stage, out, step)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def _swap(stage: Path, out: Path, step: Step) -> None:
