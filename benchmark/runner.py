@@ -269,7 +269,8 @@ def _run_parallel(cells: list[CellSpec], wd: Path, ctx: RunContext, jobs: int,
     """Cells in ``jobs`` spawned processes (``threads`` torch threads each, default 1).
     Each cell's records do not depend on which process ran it."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
     from dataclasses import replace
 
     worker_ctx = replace(ctx, progress=False)
@@ -279,14 +280,29 @@ def _run_parallel(cells: list[CellSpec], wd: Path, ctx: RunContext, jobs: int,
                    for spec in cells}
         bar = tqdm(total=len(cells), desc=f"cells ({jobs} processes)", unit="cell",
                    disable=not progress)
-        from concurrent.futures import as_completed
-
-        for fut in as_completed(futures):
-            spec = futures[fut]
-            try:
-                results[spec.short_hash] = CellStatus.model_validate(fut.result())
-            except Exception as exc:  # noqa: BLE001 - a crashed worker (killed, OOM) fails its cell
-                results[spec.short_hash] = _failed(spec, wd, ctx, exc)
-            bar.update(1)
-        bar.close()
+        try:
+            for fut in as_completed(futures):
+                spec = futures[fut]
+                try:
+                    results[spec.short_hash] = CellStatus.model_validate(fut.result())
+                except BrokenProcessPool as exc:
+                    results[spec.short_hash] = _failed(spec, wd, ctx, RuntimeError(
+                        "a worker process died (killed or out of memory) while this cell was "
+                        f"running or waiting for one ({exc}); run the grid again with --resume"))
+                except Exception as exc:  # noqa: BLE001 - an error in the cell fails that cell
+                    results[spec.short_hash] = _failed(spec, wd, ctx, exc)
+                bar.update(1)
+        except BaseException:  # Ctrl-C or a bug here: stop now, do not start queued cells
+            _stop_pool(pool)
+            raise
+        finally:
+            bar.close()
     return [results[c.short_hash] for c in cells]
+
+
+def _stop_pool(pool) -> None:
+    """Cancel queued cells and end running workers (their cells resume with --resume)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown drops them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.terminate()

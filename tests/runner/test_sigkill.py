@@ -84,3 +84,24 @@ def test_sigkill_three_times_then_resume_equals_uninterrupted(tmp_path):
     events = _events(wd / "v1" / "ci" / "progress.jsonl")
     assert sum(e["event"] == "resumed" for e in events) >= 2
     assert sum(e["event"] == "skipped_completed" for e in events) >= 1
+
+
+def test_stopping_the_pool_cancels_queued_cells_and_ends_running_workers():
+    """What Ctrl-C does to a parallel grid: queued cells never start, the running worker ends."""
+    import multiprocessing as mp
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from benchmark.runner import _stop_pool
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(time.sleep, 30) for _ in range(4)]
+        while not futures[0].running():
+            time.sleep(0.05)
+        processes = list(pool._processes.values())
+        _stop_pool(pool)
+    for proc in processes:
+        proc.join(10)
+        assert proc.exitcode is not None and proc.exitcode != 0  # terminated, not finished
+    for f in futures:  # none ran to completion: cancelled, or failed with the broken pool
+        assert f.cancelled() or f.exception(timeout=10) is not None
