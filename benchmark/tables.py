@@ -51,7 +51,10 @@ def records_csv(records: Sequence[Record]) -> str:
 def pivot_frame(records: Sequence[Record]) -> pd.DataFrame:
     """Rows keyed by :data:`PIVOT_ROW` (as text, sorted as text), one column per checkpoint;
     of two records with the same row and checkpoint the later one counts."""
-    df = records_frame(records)
+    return _pivot(records_frame(records))
+
+
+def _pivot(df: pd.DataFrame) -> pd.DataFrame:
     rows = df[PIVOT_ROW].astype(str).assign(n_edits=df["n_edits"], value=df["value"])
     table = (rows.drop_duplicates(PIVOT_ROW + ["n_edits"], keep="last")
              .pivot(index=PIVOT_ROW, columns="n_edits", values="value")
@@ -128,7 +131,10 @@ def headline_markdown(records: Sequence[Record], *, title: str = "") -> str:
     """Markdown tables per (model, dataset): one row per editor × trajectory × variant at
     the last checkpoint, one column per editing/general metric (value ± stderr), with
     the unedited model (n = 0) as the first row where it was evaluated."""
-    df = records_frame(records)
+    return _headline(records_frame(records), title)
+
+
+def _headline(df: pd.DataFrame, title: str) -> str:
     spectrum = df[df["kind"] == "spectrum"]
     out = [f"# {title}\n"] if title else []
     for (model, dataset), recs in df[df["kind"] != "spectrum"].groupby(["model", "dataset"]):
@@ -140,7 +146,8 @@ def headline_markdown(records: Sequence[Record], *, title: str = "") -> str:
 def write_tables(directory: Path, records: Sequence[Record], *, title: str = "") -> list[Path]:
     tables = directory / "tables"
     paths = [tables / "records.csv", tables / "pivot.csv", tables / "summary.md"]
-    io.write_text(paths[0], records_csv(records))
-    io.write_text(paths[1], pivot_csv(records))
-    io.write_text(paths[2], headline_markdown(records, title=title))
+    df = records_frame(records)  # built once for the three tables
+    io.write_text(paths[0], _csv(df))
+    io.write_text(paths[1], _csv(_pivot(df)))
+    io.write_text(paths[2], _headline(df, title))
     return paths

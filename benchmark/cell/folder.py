@@ -59,6 +59,11 @@ class CellFolder:
         found = [p for p in self.root.glob("state-*") if p.name[6:].isdigit() and p.is_dir()]
         return sorted(found, key=lambda p: int(p.name[6:]), reverse=True)
 
+    def next_state_dir(self) -> Path:
+        """Where the next state goes: numbered after the newest saved one."""
+        saved = self.state_dirs()
+        return self.state_dir(int(saved[0].name[6:]) + 1 if saved else 0)
+
     def drop_states(self, keep: Path | None = None) -> None:
         """Remove every saved state but ``keep``."""
         for p in self.state_dirs():

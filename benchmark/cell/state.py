@@ -109,8 +109,7 @@ def save_state(run: CellRun) -> None:
             "torch_threads": torch.get_num_threads(),
             "git_sha": run.git_sha,
         }
-        saved = run.folder.state_dirs()
-        target = run.folder.state_dir(int(saved[0].name[6:]) + 1 if saved else 0)
+        target = run.folder.next_state_dir()
         snapshot.write(target, blob)
         run.folder.drop_states(keep=target)
     run.ctx.event(run.spec.short_hash, "state_saved", cursor=run.cursor)

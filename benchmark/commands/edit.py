@@ -135,7 +135,7 @@ def _roots_env(args) -> dict[str, str]:
 
 
 def _run_in(args, spec, workdir: Path) -> dict:
-    from benchmark.cell.context import RunContext, scoped_environ
+    from benchmark.cell.context import RunContext
     from benchmark.cell.folder import CellFolder
     from benchmark.cell.loop import run_cell
 
@@ -143,8 +143,7 @@ def _run_in(args, spec, workdir: Path) -> dict:
     # state is saved at the checkpoints only (a one-off run is not resumed)
     ctx = RunContext(grid="edit", device=args.device, save_every=spec.n_edits,
                      progress=not args.json)
-    with scoped_environ(_roots_env(args)):
-        run_cell(spec, folder.root, ctx)
+    run_cell(spec, folder.root, ctx)
     return summary(args, spec, folder)
 
 
@@ -154,15 +153,15 @@ def run(args) -> int:
     from benchmark.cell.context import scoped_environ
 
     spec = cell_spec(args)
-    with scoped_environ(_roots_env(args)):
+    with scoped_environ(_roots_env(args)):  # --data-root / --cache-root for checks and run
         check_inputs(args, spec)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.workdir is not None:
-        out = _run_in(args, spec, args.workdir)
-    else:
-        with tempfile.TemporaryDirectory(prefix="seqedit-edit-") as tmp:
-            out = _run_in(args, spec, Path(tmp))
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        if args.workdir is not None:
+            out = _run_in(args, spec, args.workdir)
+        else:
+            with tempfile.TemporaryDirectory(prefix="seqedit-edit-") as tmp:
+                out = _run_in(args, spec, Path(tmp))
     if args.json:
         print(json.dumps(out))
         return 0

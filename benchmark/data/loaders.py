@@ -30,7 +30,7 @@ from typing import Any
 from benchmark.core.errors import DataError
 from benchmark.core.requests import EditRequest
 from benchmark.data.manifest import get_manifest
-from benchmark.data.records import Record, read_json_records
+from benchmark.data.records import Record, read_json_records, take
 from benchmark.data.store import verify
 
 log = logging.getLogger(__name__)
@@ -266,11 +266,9 @@ def load_records(dataset: str | None = None, split: str | None = None, *, path: 
 
 
 def _limit(items: list, limit: int | None) -> list:
-    if limit is None:
-        return items
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
-    return items[:limit]
+    return take(items, limit)
 
 
 def load_requests(dataset: str | None = None, split: str | None = None, limit: int | None = None, *,

@@ -153,14 +153,17 @@ def _resolve_limits(tasks: Sequence[str], limit: int | Mapping[str, int] | None)
     return {t: limit.get(t) for t in tasks}
 
 
-def task_limits(tasks: Sequence[str], limit: int | Mapping[str, int] | None) -> dict[str, int]:
+def task_limits(tasks: Sequence[str], limit: int | Mapping[str, int] | None,
+                loaded: Mapping[str, Any] | None = None) -> dict[str, int]:
     """How many leading documents of each task to evaluate: ``limit`` (one number for every
     task, a per-task mapping, or None for all of them). A limit beyond a task's documents is
-    a DataError naming the task, its size and its data sets, never a silent cut."""
+    a DataError naming the task, its size and its data sets, never a silent cut. ``loaded``:
+    tasks the caller has already built (by name), so they are not looked up again."""
     limits = _resolve_limits(tasks, limit)
     out = {}
     for name in tasks:
-        n_docs = len(load_task(name).eval_docs)
+        task = loaded[name] if loaded is not None else load_task(name)
+        n_docs = len(task.eval_docs)
         lim = limits[name]
         if lim is not None and lim > n_docs:
             data = ", ".join(TASKS.get(name).data) or "its repository files"
@@ -267,8 +270,8 @@ def evaluate_tasks(loaded_model, tasks: Iterable[str], limit: int | Mapping[str,
     if not names:
         raise ValueError("no tasks given")
     infos = {n: TASKS.get(n) for n in names}  # UnknownName with did-you-mean
-    counts = task_limits(names, limit)
     task_objs = {n: load_task(n) for n in names}
+    counts = task_limits(names, limit, task_objs)
     samples_arg = {n: list(range(counts[n])) for n in names}
     lm = make_lm(loaded_model, batch_size=batch_size, max_length=max_length, reference=reference)
     for n, task in task_objs.items():
