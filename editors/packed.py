@@ -149,16 +149,14 @@ def attention_kind(model: torch.nn.Module) -> str | None:
     return impl if impl in ("sdpa", "eager") else None
 
 
-
 def _moved(value: torch.Tensor, old: list, new: list, new_shape, slot_dim: int) -> torch.Tensor:
     """A zero tensor of the new (lanes, slots) layout holding ``value``'s entries moved from
     (lane, slot) ``old[i]`` to ``new[i]`` (dims 0 and ``slot_dim``)."""
     shape = list(value.shape)
-    if not old:
-        shape[0], shape[slot_dim] = new_shape
-        return value.new_zeros(shape)
     shape[0], shape[slot_dim] = new_shape
     out = value.new_zeros(shape)
+    if not old:
+        return out
     (ol, os_), (nl, ns) = (torch.tensor(x, device=value.device).T for x in (old, new))
     if slot_dim == 1:
         out[nl, ns] = value[ol, os_]
