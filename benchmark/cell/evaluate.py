@@ -83,7 +83,7 @@ def _encode_metrics(m: Mapping[str, object]) -> dict:
 
 def _decode_metrics(raw: dict) -> dict:
     def dec(d: dict) -> dict:
-        return {k: (MetricValue(**v) if "value" in v and "n" in v else dec(v)) for k, v in d.items()}
+        return {k: (MetricValue.from_dict(v) if "value" in v and "n" in v else dec(v)) for k, v in d.items()}
 
     return dec(raw["metrics"])
 

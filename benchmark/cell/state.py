@@ -159,7 +159,7 @@ def load_state(run: CellRun) -> bool:
     run.acc = {k: (tuple(t.to(device) for t in v) if isinstance(v, tuple) else v.to(device))
                for k, v in blob["acc"].items()}
     run.cursor = int(blob["cursor"])
-    run.each = [{k: MetricValue(**v) for k, v in d.items()} for d in blob["each"]]
+    run.each = [{k: MetricValue.from_dict(v) for k, v in d.items()} for d in blob["each"]]
     run.wall = {k: float(v) for k, v in blob["wall"].items()}
     run.sessions = int(blob["sessions"]) + 1
     set_rng_state(blob["rng"])

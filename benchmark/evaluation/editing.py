@@ -63,9 +63,13 @@ ZSRE_METRICS = ("zsre_efficacy", "zsre_generalization", "zsre_locality")
 ALL_METRICS = COUNTERFACT_METRICS + ZSRE_METRICS + ("fluency", "consistency", "mquake_multihop")
 
 
-def _scaled(xs: Sequence[float]) -> MetricValue:
-    m = MetricValue.mean_of([100.0 * x for x in xs])
-    return m
+def _scaled(xs: Sequence[float], ids: Sequence[object] | None = None) -> MetricValue:
+    """x100 mean over cases, each case's score kept under its id (its case id)."""
+    return MetricValue.mean_of([100.0 * x for x in xs], ids=ids)
+
+
+def _case_ids(requests: Sequence) -> list[str]:
+    return [str(getattr(r, "case_id", i)) for i, r in enumerate(requests)]
 
 
 def _score(lm, prompts: Sequence[str], targets: Sequence[str], batch_size: int,
@@ -81,12 +85,18 @@ def _probs(lm, pairs: Sequence[tuple[str, str]], batch_size: int) -> dict[tuple[
     return dict(zip(unique, probs))
 
 
-def _per_case_mean(values: Sequence[float], owners: Sequence[int], n_cases: int) -> list[float]:
+def _per_case_mean(values: Sequence[float], owners: Sequence[int],
+                   requests: Sequence) -> MetricValue:
+    """x100 mean over cases of each case's mean over its prompts (cases without prompts
+    are left out), each case under its case id."""
+    n_cases = len(requests)
     sums, counts = [0.0] * n_cases, [0] * n_cases
     for v, o in zip(values, owners):
         sums[o] += v
         counts[o] += 1
-    return [s / c for s, c in zip(sums, counts) if c > 0]
+    ids = _case_ids(requests)
+    kept = [i for i in range(n_cases) if counts[i] > 0]
+    return _scaled([sums[i] / counts[i] for i in kept], [ids[i] for i in kept])
 
 
 def _contest_reference(lm, prompts: Sequence[str], winners: Sequence[str], losers: Sequence[str],
@@ -136,8 +146,7 @@ def _counterfact(lm, requests: Sequence, kind: str, batch_size: int, *,
         pl = [probs[(p, lo)] for p, lo in zip(prompts, lose)]
         success = [float(a > b) for a, b in zip(pw, pl)]
         diff = [a - b for a, b in zip(pw, pl)]
-    n = len(requests)
-    return _scaled(_per_case_mean(success, owner, n)), _scaled(_per_case_mean(diff, owner, n))
+    return _per_case_mean(success, owner, requests), _per_case_mean(diff, owner, requests)
 
 
 def counterfact_efficacy(lm, requests: Sequence, batch_size: int = 32) -> MetricValue:
@@ -190,7 +199,7 @@ def _zsre(lm, requests: Sequence, kind: str, batch_size: int, reference: bool = 
             targets.append(t)
             owner.append(i)
     acc = _token_accuracy(lm, prompts, targets, batch_size, reference)
-    return _scaled(_per_case_mean(acc, owner, len(requests)))
+    return _per_case_mean(acc, owner, requests)
 
 
 def zsre_efficacy(lm, requests: Sequence, batch_size: int = 32) -> MetricValue:
@@ -234,7 +243,7 @@ def mquake_question_success(lm, cases: Sequence, *, use_aliases: bool = True,
 def mquake_multihop(lm, cases: Sequence, *, use_aliases: bool = True, batch_size: int = 32) -> MetricValue:
     """x100 share of cases where at least one multi-hop question prefers the new answer."""
     per_q = mquake_question_success(lm, cases, use_aliases=use_aliases, batch_size=batch_size)
-    return _scaled([float(any(qs)) for qs in per_q])
+    return _scaled([float(any(qs)) for qs in per_q], _case_ids(cases))
 
 
 # --------------------------------------------------------------------------- generation
@@ -268,7 +277,10 @@ def fluency(lm, requests: Sequence, *, seed: int = 0, batch_size: int = 8, max_n
 
     gens = generations if generations is not None else _generate(
         lm, requests, seed=seed, batch_size=batch_size, max_new_tokens=max_new_tokens, top_k=top_k)
-    return MetricValue.mean_of([sum(map(fluency_score, g)) / len(g) for g in gens if g])
+    ids = _case_ids(requests)
+    kept = [i for i, g in enumerate(gens) if g]
+    return MetricValue.mean_of([sum(map(fluency_score, gens[i])) / len(gens[i]) for i in kept],
+                               ids=[ids[i] for i in kept])
 
 
 def consistency(lm, requests: Sequence, *, data_root=None, seed: int = 0, batch_size: int = 8,
@@ -297,7 +309,7 @@ def consistency(lm, requests: Sequence, *, data_root=None, seed: int = 0, batch_
         lm, requests, seed=seed, batch_size=batch_size, max_new_tokens=max_new_tokens, top_k=top_k)
     refs = [snippets.get((str(dict(r.extra)["relation_id"]), str(dict(r.extra)["target_new_id"])), [])
             for r in requests]
-    return _scaled(consistency_scores(gens, refs, tfidf))
+    return _scaled(consistency_scores(gens, refs, tfidf), _case_ids(requests))
 
 
 # --------------------------------------------------------------------------- runner entry
