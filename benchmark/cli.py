@@ -23,6 +23,8 @@ COMMANDS = {
     "grid": "benchmark.commands.grid",
     "report": "benchmark.commands.report",
     "compare": "benchmark.commands.compare",
+    "validate": "benchmark.commands.validate",
+    "leaderboard": "benchmark.commands.leaderboard",
 }
 
 

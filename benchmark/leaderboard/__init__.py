@@ -1,0 +1,2 @@
+"""Leaderboard: a static site ranking editor × restraint rows within comparable groups
+(``seqedit leaderboard build``), built from validated result folders."""

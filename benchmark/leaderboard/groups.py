@@ -1,0 +1,65 @@
+"""Comparable groups: rows are ranked only against rows that share every key here.
+
+A group is fixed by the model (its name and the identity of its weights: hub revision,
+GGUF sha256 or random-config hash), the edit data set and split, the number of edits,
+the batch size, the evaluation timing and the scorer of the editing metrics. Rows of
+different groups measure different things; ranking across them is how orderings flip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+#: keys of ``Provenance.model_identity`` that pin the weights, in order of preference
+WEIGHT_KEYS = ("revision", "gguf_sha256", "weights_sha256", "config_sha256")
+#: the scorer named for schema-1 records, which do not record theirs
+UNRECORDED_SCORER = "unrecorded"
+
+
+class GroupKey(NamedTuple):
+    model: str
+    weights: str
+    dataset: str
+    n_edits: int
+    batch_size: int
+    timing: str
+    scorer: str
+
+    def label(self) -> str:
+        """A short readable name of the group (shown on the page)."""
+        return (f"{self.model}@{self.weights[:12]} · {self.dataset} · {self.n_edits} edits · "
+                f"batch {self.batch_size} · {self.timing} · {self.scorer}")
+
+    def slug(self) -> str:
+        return f"{self.model}-{self.weights[:8]}-{self.dataset}-n{self.n_edits}-b{self.batch_size}" \
+               f"-{self.timing}-{self.scorer}".replace(":", "_").replace("+", "_")
+
+
+def weights_identity(model_identity: Mapping[str, Any]) -> str | None:
+    """The value that pins a model's weights in a provenance ``model_identity`` (None if absent)."""
+    for key in WEIGHT_KEYS:
+        value = model_identity.get(key)
+        if value:
+            return str(value)
+    return None
+
+
+def editing_scorer(scorers: Iterable[str | None]) -> str:
+    """The group's scorer from the scorers of a cell's editing records ('+'-joined)."""
+    named = sorted({s for s in scorers if s})
+    return "+".join(named) if named else UNRECORDED_SCORER
+
+
+def group_key(spec: Mapping[str, Any], model_identity: Mapping[str, Any],
+              scorers: Iterable[str | None]) -> GroupKey:
+    """The group of a cell from its spec (as in ``cells.jsonl``), its provenance's model
+    identity and the scorers of its editing records. Raises KeyError naming a missing key."""
+    weights = weights_identity(model_identity)
+    if weights is None:
+        raise KeyError(f"model_identity has none of {', '.join(WEIGHT_KEYS)}")
+    dataset = spec["dataset"]
+    return GroupKey(model=str(spec["model"]), weights=weights,
+                    dataset=f"{dataset['name']}:{dataset['split']}",
+                    n_edits=int(spec["n_edits"]), batch_size=int(spec["batch_size"]),
+                    timing=str(spec["evaluation"]["timing"]), scorer=editing_scorer(scorers))
