@@ -47,11 +47,19 @@ def default_load_model(name: str, device: str, dtype: str):
 def default_load_requests(dataset: DatasetSpec, n: int) -> list:
     from benchmark.data.loaders import first_requests
 
+    if dataset.path is not None:
+        from benchmark.grid_data import load_file_requests
+
+        return load_file_requests(dataset, n)
     return first_requests(dataset.name, dataset.split, n, offset=dataset.offset)
 
 
 def default_data_identity(dataset: DatasetSpec) -> dict[str, Any]:
     """The data file the requests come from and its sha256 (from the verified manifest)."""
+    if dataset.path is not None:
+        from benchmark.grid_data import file_identity
+
+        return file_identity(dataset)
     try:
         from benchmark.data import loaders
 

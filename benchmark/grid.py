@@ -13,7 +13,7 @@ the protocol they share. Top-level axis fields apply to every block; each entry 
     models: [smollm2-135m]
     editors: [rome, memit]
     hparams: {memit: {mom2_update_weight: 2000}}   # per editor, over editors/hparams YAML
-    datasets: [{name: counterfact, split: edit}]
+    datasets: [{name: counterfact, split: edit}]   # or {path: FILE, format: counterfact|zsre|mquake}
     n_edits: 60
     batch_size: 1
     checkpoints: [0, 15, 30, 45, 60]
@@ -42,6 +42,7 @@ from benchmark.core import settings
 from benchmark.core.registry import UnknownName
 from benchmark.grid_cells import expand_cells
 from benchmark.grid_checks import NameCheckers, check_names
+from benchmark.grid_data import resolve_files
 from benchmark.grid_schema import (
     REQUIRED_AXES,
     Axes,
@@ -127,7 +128,7 @@ def parse_grid(path: Path, text: str, names: NameCheckers | None = None) -> Grid
             if merged.get(key) is None:
                 raise GridError(path, "required (at the top level or in the block)",
                                 field=field_path((key,), prefix))
-        axes = Axes.model_validate(merged)
+        axes = resolve_files(path, Axes.model_validate(merged), prefix)
         check_names(path, axes, prefix, names)
         for cell, where in expand_cells(path, axes, prefix):
             h = cell.short_hash

@@ -90,6 +90,8 @@ def check_names(path: Path, axes: Axes, prefix: str, names: NameCheckers) -> Non
                             field=field_path(("hparams", e), prefix))
     known = names.datasets()
     for i, d in enumerate(axes.datasets or []):
+        if d.path is not None:  # a data file: checked when it was resolved (grid_data)
+            continue
         _check_name(path, field_path(("datasets", i, "name"), prefix), d.name, "dataset", known)
         size = names.dataset_size(d.name, d.split)
         if size is not None and axes.n_edits and d.offset + axes.n_edits > size:

@@ -21,9 +21,18 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from benchmark import SUITE_VERSION
 from benchmark.core import io
@@ -119,12 +128,51 @@ def _safe_name(name: str) -> str:
 SafeName = Annotated[str, AfterValidator(_safe_name)]
 
 
+#: short names of the record formats a data file of one's own may have (``format:``)
+FILE_FORMATS = {"counterfact": "counterfact-easyedit", "zsre": "zsre-mend", "mquake": "mquake"}
+
+
 class DatasetSpec(_Frozen):
-    """Which edit requests, in which order: records ``offset .. offset + n_edits`` of a split."""
+    """Which edit requests, in which order: records ``offset .. offset + n_edits`` of a split
+    of a named data set (``tasks/datasets/``), or of a file of one's own (``path``, ``format``:
+    a name of :data:`FILE_FORMATS` or a parser name, ``sha256`` of its content). A file's
+    ``name`` defaults to its stem and its ``split`` to ``file``; ``path`` is absolute (a grid
+    resolves it against the grid file's folder). The file fields are left out of the hash
+    input when unset, so named data sets keep their cells' hashes."""
 
     name: SafeName
     split: SafeName = "edit"
     offset: int = Field(0, ge=0)
+    path: str | None = None
+    format: str | None = None
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_defaults(cls, v: Any) -> Any:
+        if isinstance(v, dict) and v.get("path") is not None:
+            v = dict(v)
+            v.setdefault("name", re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(v["path"])).stem) or "file")
+            v.setdefault("split", "file")
+            fmt = v.get("format")
+            v["format"] = FILE_FORMATS.get(fmt, fmt) if isinstance(fmt, str) else fmt
+        return v
+
+    @model_validator(mode="after")
+    def _file_fields(self) -> DatasetSpec:
+        if self.path is None and (self.format is not None or self.sha256 is not None):
+            raise ValueError("format and sha256 describe a data file: give path too")
+        if self.path is not None and self.format is None:
+            raise ValueError(f"format: required with path (one of {', '.join(FILE_FORMATS)})")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_file(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        for key in ("path", "format", "sha256"):
+            if data.get(key, 0) is None:
+                del data[key]
+        return data
 
 
 class TaskSpec(_Frozen):
