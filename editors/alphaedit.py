@@ -92,15 +92,17 @@ class AlphaEdit:
         batch.check_kpkpt_state(state, lm, hp.layers)
         templates = context_templates(lm, hp.templates)
         P = self.projections(lm)
+        groups = batch.key_groups(hp)
         Z, tinfo = batch.residual_targets(lm, requests, hp, templates, self.target_engine)
 
         def solve(i: int, layer: int, R: torch.Tensor, K: torch.Tensor):
             return solvers.alphaedit_solve(R, K, P[layer], state.tensors[batch.kpkpt_name(layer)], hp.L2)
 
         with batch.TemporaryEdits(lm.model) as edits:
-            layer_info = batch.layer_sweep(lm, requests, hp.layers, templates, Z, solve, edits)
+            layer_info = batch.layer_sweep(lm, requests, hp.layers, templates, Z, solve, edits,
+                                           groups)
             final_res = (Z - batch.current_outputs(lm, requests, hp.layers[-1])).norm(dim=0)
-            batch.accumulate_keys(state, lm, requests, hp.layers, templates)
+            batch.accumulate_keys(state, lm, requests, hp.layers, templates, groups)
         info = {"method": self.name, "layers": list(hp.layers), "n_requests": len(requests),
                 "null_space_dim": {layer: round(float(P[layer].trace())) for layer in hp.layers},
                 "layer_info": layer_info, "final_residual_norm": final_res.tolist(), **tinfo}

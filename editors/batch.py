@@ -9,7 +9,8 @@ For a batch of n facts edited at layers l1 < ... < L:
 2. :func:`layer_sweep`: for each layer l in ascending order, on the model with the updates
    of the lower layers already applied: K_l = template-averaged keys (in x n), H_L =
    residual output of layer L for the bare prompts, R = (Z − H_L) / (number of layers
-   left, l included), and the editor's solve gives the factors of ΔW_l.
+   left, l included), and the editor's solve gives the factors of ΔW_l. Keys are averaged
+   over the templates as ``hparams.key_average`` says (:func:`key_groups`).
 3. The per-layer updates are applied only temporarily (:class:`TemporaryEdits`: each
    layer's keys depend on the lower layers' updates) and reverted before ``compute``
    returns, so the model's weights stay bit for bit as they were; the Delta holds every
@@ -38,6 +39,7 @@ from editors.base import Delta, MatrixDelta, Undo, apply_delta
 from editors.common import TensorState
 from editors.hparams import BatchHparams
 from editors.targets import Engine, compute_targets
+from editors.templates import template_groups
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,12 @@ class TemporaryEdits:
         self.undos.clear()
 
 
+def key_groups(hp: BatchHparams) -> tuple[int, ...] | None:
+    """Template group sizes for the key average (``key_average: group_mean``, the released
+    ``compute_ks``), or None for the uniform mean over templates."""
+    return template_groups(hp.templates) if hp.key_average == "group_mean" else None
+
+
 def residual_targets(lm: LoadedModel, requests: Sequence[EditRequest], hp: BatchHparams,
                      templates: Sequence[str], engine: Engine = "fast",
                      ) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -99,15 +107,15 @@ def current_outputs(lm: LoadedModel, requests: Sequence[EditRequest], layer: int
 
 def layer_sweep(lm: LoadedModel, requests: Sequence[EditRequest], layers: Sequence[int],
                 templates: Sequence[str], Z: torch.Tensor, solve: LayerSolve,
-                edits: TemporaryEdits) -> list[dict[str, Any]]:
+                edits: TemporaryEdits, groups: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """MEMIT's loop over ``layers`` (ascending): keys and residuals recomputed on the model
     with the lower layers' updates applied (through ``edits``); the passes skip the layers
     below the previous edited layer (:class:`editors.keys.SubjectPasses`, the same numbers).
-    Returns per-layer info."""
+    ``groups``: template groups of the key average (:func:`key_groups`). Returns per-layer info."""
     z_layer = layers[-1]
     infos = []
     # each pass replays the layers below the previous pass's layer (not edited since)
-    key_passes = keys.SubjectPasses(lm, requests, templates)
+    key_passes = keys.SubjectPasses(lm, requests, templates, groups=groups)
     out_passes = keys.SubjectPasses(lm, requests, ("",))
     z_point = (keys.point_module(lm, z_layer, "residual"), "output")
     for i, layer in enumerate(layers):
@@ -136,11 +144,13 @@ def kpkpt_name(layer: int) -> str:
 
 
 def accumulate_keys(state: TensorState, lm: LoadedModel, requests: Sequence[EditRequest],
-                    layers: Sequence[int], templates: Sequence[str]) -> None:
-    """Add the requests' keys (on the model as it is now) to ``state``'s Kp Kpᵀ per layer."""
+                    layers: Sequence[int], templates: Sequence[str],
+                    groups: Sequence[int] | None = None) -> None:
+    """Add the requests' keys (on the model as it is now; ``groups`` as in
+    :func:`layer_sweep`) to ``state``'s Kp Kpᵀ per layer."""
     if not requests:
         return
-    ks = keys.compute_keys(lm, requests, layers, templates)
+    ks = keys.compute_keys(lm, requests, layers, templates, groups=groups)
     for layer in layers:
         name = kpkpt_name(layer)
         inc = solvers.outer_sum(ks[layer].T).to(torch.float32)

@@ -29,6 +29,7 @@ or dotted keys (``{"target.v_lr": 0.1}``); the result is validated like the file
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -46,6 +47,8 @@ from pydantic import (
 from benchmark.core import io
 from benchmark.core.arch import ModelEntry
 from benchmark.core.errors import DataError
+from benchmark.core.modelref import model_slug
+from editors.mend.hparams import MENDHparams
 
 HPARAMS_DIR = Path(__file__).resolve().parent / "hparams"
 
@@ -69,8 +72,9 @@ class TemplateSpec(_Strict):
 class TargetSpec(_Strict):
     """The target-vector optimisation (docs/methods.md §2.1): Adam on a vector delta added at the
     subject's last token; loss = mean NLL of the new target over templates
-    + ``kl_factor``·KL on "{subject} is a" + ``v_weight_decay``·‖δ‖²/‖h‖²;
-    ‖δ‖ clamped to ``clamp_norm_factor``·‖h‖; stop early when loss < ``early_stop_loss``."""
+    + ``kl_factor``·KL on "{subject} is a" + ``v_weight_decay``·wd(δ), the weight-decay
+    term named by ``weight_decay_form``; ‖δ‖ clamped to ``clamp_norm_factor``·‖h‖; stop
+    early when loss < ``early_stop_loss``."""
 
     v_lr: float = Field(0.5, gt=0)
     v_num_grad_steps: int = Field(20, ge=1)
@@ -78,9 +82,10 @@ class TargetSpec(_Strict):
     v_weight_decay: float = Field(0.5, ge=0)
     kl_factor: float = Field(0.0625, ge=0)
     early_stop_loss: float = Field(0.05, ge=0)
-    #: Weight-decay term: "squared" = ‖δ‖²/‖h‖² (docs/methods.md §2.1); "released" = ‖δ‖/‖h‖²,
-    #: what the released ROME/MEMIT code computes (much smaller, so early stop can trigger).
-    weight_decay_form: Literal["squared", "released"] = "squared"
+    #: Weight-decay term: "released" = ‖δ‖/‖h‖², what the released ROME, MEMIT, AlphaEdit
+    #: and NSE code computes (``compute_v`` / ``compute_z``; the default); "squared" =
+    #: ‖δ‖²/‖h‖², the papers' wording (docs/methods.md §2.1).
+    weight_decay_form: Literal["released", "squared"] = "released"
     kl_prompt: str = "{subject} is a"
 
 
@@ -123,6 +128,11 @@ class BatchHparams(_EditorHparams):
     """What every batch editor (MEMIT, sequential MEMIT, AlphaEdit, NSE) shares."""
 
     layers: list[int] = Field(min_length=1)
+    #: How a key is averaged over the context templates: "group_mean" = the mean of the
+    #: group means, one group for the bare prompt and one per ``templates.lengths`` entry,
+    #: e.g. (k_bare + mean(k_prefixed))/2 (the released MEMIT/AlphaEdit/NSE ``compute_ks``;
+    #: the default); "uniform" = the plain mean over all templates (ROME's rule).
+    key_average: Literal["group_mean", "uniform"] = "group_mean"
 
     @model_validator(mode="after")
     def _ascending(self):
@@ -168,13 +178,55 @@ HPARAMS_SCHEMAS: dict[str, type[_EditorHparams]] = {
     "memit-seq": SequentialMEMITHparams,
     "alphaedit": AlphaEditHparams,
     "nse": NSEHparams,
+    "mend": MENDHparams,
 }
 
 AnyHparams = ROMEHparams | MEMITHparams | SequentialMEMITHparams | AlphaEditHparams | NSEHparams
 
 
+#: Folders (separated by os.pathsep) searched before the package's own for
+#: ``<method>/<model>.yaml``; ``seqedit hparams init`` writes files for them.
+HPARAMS_ENV = "SEQEDIT_HPARAMS"
+
+
+def hparams_dirs(method: str) -> list[Path]:
+    """Where ``<method>/<model>.yaml`` is looked for, first match wins: the folders of
+    ``$SEQEDIT_HPARAMS``, a plugin editor's ``hparams_dir``, then ``editors/hparams``."""
+    dirs = [Path(d).expanduser() for d in os.environ.get(HPARAMS_ENV, "").split(os.pathsep) if d]
+    plugin_dir = getattr(_plugin_editor(method), "hparams_dir", None)
+    if plugin_dir is not None:
+        dirs.append(Path(plugin_dir))
+    return dirs + [HPARAMS_DIR]
+
+
 def hparams_path(method: str, model_name: str) -> Path:
-    return HPARAMS_DIR / method / f"{model_name}.yaml"
+    """The hparams file of ``method`` for a model (a registry name or an ``hf:``/``path:``
+    name, whose file is named by its slug): the first that exists along :func:`hparams_dirs`,
+    else the package's path."""
+    stem = model_slug(model_name)
+    candidates = [d / method / f"{stem}.yaml" for d in hparams_dirs(method)]
+    return next((c for c in candidates if c.is_file()), candidates[-1])
+
+
+def _plugin_editor(method: str):
+    """The editor class of a method without a built-in schema (a plugin), or None."""
+    if method in HPARAMS_SCHEMAS:
+        return None
+    from editors import EDITORS
+
+    return EDITORS.get(method) if method in EDITORS else None
+
+
+def schema_for(method: str, source: str | Path = "<dict>") -> type[BaseModel]:
+    """The hparams schema of ``method``: built in, or a plugin editor's ``hparams_schema``."""
+    if method in HPARAMS_SCHEMAS:
+        return HPARAMS_SCHEMAS[method]
+    schema = getattr(_plugin_editor(method), "hparams_schema", None)
+    if schema is None:
+        from editors import EDITORS
+
+        raise DataError(source, f"unknown editing method {method!r}; known: {EDITORS.names()}")
+    return schema
 
 
 def _merge(base: dict, overrides: dict) -> dict:
@@ -194,14 +246,13 @@ def _merge(base: dict, overrides: dict) -> dict:
 
 def parse_hparams(method: str, data: dict[str, Any], source: str | Path = "<dict>"):
     """Validate ``data`` against the schema of ``method``; DataError names source and field."""
-    if method not in HPARAMS_SCHEMAS:
-        raise DataError(source, f"unknown editing method {method!r}; known: {sorted(HPARAMS_SCHEMAS)}")
+    schema = schema_for(method, source)
     if not isinstance(data, dict):
         raise DataError(source, "expected a mapping at the top level")
     data = dict(data)
     data.setdefault("method", method)
     try:
-        return HPARAMS_SCHEMAS[method].model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or None
@@ -210,14 +261,14 @@ def parse_hparams(method: str, data: dict[str, Any], source: str | Path = "<dict
 
 
 def load_hparams(method: str, model_name: str, overrides: dict[str, Any] | None = None):
-    """Read ``editors/hparams/<method>/<model>.yaml``, apply ``overrides``, validate."""
+    """Read ``<method>/<model>.yaml`` (:func:`hparams_path`), apply ``overrides``, validate."""
+    schema_for(method, HPARAMS_DIR / method)
     path = hparams_path(method, model_name)
-    if method not in HPARAMS_SCHEMAS:
-        raise DataError(path, f"unknown editing method {method!r}; known: {sorted(HPARAMS_SCHEMAS)}")
     if not path.is_file():
-        have = sorted(p.stem for p in (HPARAMS_DIR / method).glob("*.yaml"))
+        have = sorted({p.stem for d in hparams_dirs(method) for p in (d / method).glob("*.yaml")})
         raise DataError(path, f"no {method} hyperparameters for model {model_name!r}; "
-                              f"available: {', '.join(have) or 'none'}")
+                              f"available: {', '.join(have) or 'none'}; write a starting file with "
+                              f"`seqedit hparams init --model {model_name} --editor {method}`")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

@@ -12,8 +12,12 @@ Public API (used by ROME, MEMIT, AlphaEdit, NSE and :mod:`editors.targets`):
 - ``collect_at_subject(lm, requests, templates, points, ...) -> dict[str, Tensor]``: values
   at hook points (``(module_name, "input"|"output")``) at the subject's last token,
   averaged over templates (:mod:`editors.templates`): ``(n_requests, dim)`` float32.
-- ``compute_keys(lm, requests, layers, templates) -> dict[int, Tensor]``: the input of the
-  down projection (ArchFacts.down_name) = the key, ``(n_requests, d_ffn)``.
+  With ``groups`` (template group sizes, :func:`editors.templates.template_groups`) the
+  average is the mean of the group means (released MEMIT ``compute_ks``); without, the
+  plain mean over templates.
+- ``template_weights(n_templates, groups) -> Tensor``: each template's weight in that average.
+- ``compute_keys(lm, requests, layers, templates, groups=None) -> dict[int, Tensor]``: the
+  input of the down projection (ArchFacts.down_name) = the key, ``(n_requests, d_ffn)``.
 - ``compute_outputs(lm, requests, layer, point, templates=("",))``: MLP output
   (``point="mlp_out"``) or residual output of the block (``point="residual"``).
 - Small helpers shared with :mod:`editors.targets`: ``pad_batch``, ``pad_token_id``,
@@ -108,6 +112,19 @@ def frozen_params(model: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(f)
 
 
+# --------------------------------------------------------------------------- averaging
+def template_weights(n_templates: int, groups: Sequence[int] | None = None) -> torch.Tensor:
+    """Weight of each template in the template average (float64, sums to 1): ``1/n`` each
+    without ``groups``; with ``groups`` (consecutive group sizes summing to ``n_templates``)
+    ``1/(len(groups)·size)`` for a template in a group of ``size``, i.e. the mean of the
+    group means."""
+    if groups is None:
+        return torch.full((n_templates,), 1.0 / n_templates, dtype=torch.float64)
+    if any(g < 1 for g in groups) or sum(groups) != n_templates:
+        raise ValueError(f"template groups {list(groups)} do not partition {n_templates} templates")
+    return torch.cat([torch.full((g,), 1.0 / (len(groups) * g), dtype=torch.float64) for g in groups])
+
+
 # --------------------------------------------------------------------------- capture
 class _StopForward(Exception):
     pass
@@ -197,7 +214,9 @@ def layer_modules(lm: LoadedModel, n: int) -> list[torch.nn.Module]:
 
 class SubjectPasses:
     """Forward passes over fixed rows (every template + prompt of every request, in chunks
-    of ``batch_size`` rows) capturing values at each subject's last token.
+    of ``batch_size`` rows) capturing values at each subject's last token, averaged over
+    the templates: uniformly, or with ``groups`` the mean of the group means
+    (:func:`template_weights`).
 
     :meth:`collect` with ``record=l`` also keeps the input of decoder layer ``l``; the next
     call then replaces layers ``0..l-1`` by that input instead of running them. That is
@@ -205,12 +224,15 @@ class SubjectPasses:
     in MEMIT's ascending layer loop, and ``record`` never decreases."""
 
     def __init__(self, lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str],
-                 batch_size: int = 64):
+                 batch_size: int = 64, groups: Sequence[int] | None = None):
         if not templates:
             raise ValueError("need at least one template")
         self.lm, self.n_requests, self.n_templates = lm, len(requests), len(templates)
+        # uniform: sum, then divide by the count (as before); groups: weighted sum
+        self.weights = None if groups is None else template_weights(len(templates), groups)
         rows = [(ri, _encode_with_subject(lm.tokenizer, t, r))
                 for ri, r in enumerate(requests) for t in templates]
+        self.template_of = [ti for _ in requests for ti in range(len(templates))]
         self.chunks = [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
         self.start = 0  # layers below are replayed from ``inputs``
         self.inputs: list[torch.Tensor] = []
@@ -226,6 +248,7 @@ class SubjectPasses:
         sums: dict[str, torch.Tensor] = {}
         names = [n for n, _ in points]
         inputs = []
+        first = 0  # row index of the chunk's first row
         for c, chunk in enumerate(self.chunks):
             batch = pad_batch([ids for _, (ids, _) in chunk], pad_token_id(lm.tokenizer))
             pos = torch.tensor([p for _, (_, p) in chunk])
@@ -238,30 +261,39 @@ class SubjectPasses:
                 vals = got[name][torch.arange(len(chunk), device=got[name].device),
                                  pos.to(got[name].device)]
                 vals = vals.float().cpu()
+                if self.weights is not None:
+                    w = self.weights[self.template_of[first:first + len(chunk)]]
+                    vals = (vals.double() * w[:, None]).float()
                 acc = sums.setdefault(name, torch.zeros(self.n_requests, vals.shape[-1]))
                 acc.index_add_(0, owner, vals)
+            first += len(chunk)
         if record is not None and all(x is not None for x in inputs):
             self.start, self.inputs = record, inputs
         else:
             self.start, self.inputs = 0, []
+        if self.weights is not None:
+            return sums
         return {n: s / self.n_templates for n, s in sums.items()}
 
 
 def collect_at_subject(lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str],
                        points: Sequence[tuple[str, Literal["input", "output"]]],
-                       batch_size: int = 64) -> dict[str, torch.Tensor]:
+                       batch_size: int = 64, groups: Sequence[int] | None = None,
+                       ) -> dict[str, torch.Tensor]:
     """Template-averaged values at hook ``points`` at each request's subject last token
     (:meth:`SubjectPasses.collect`, one pass)."""
-    return SubjectPasses(lm, requests, templates, batch_size).collect(points)
+    return SubjectPasses(lm, requests, templates, batch_size, groups).collect(points)
 
 
 # --------------------------------------------------------------------------- keys, outputs
 def compute_keys(lm: LoadedModel, requests: Sequence[EditRequest], layers: Sequence[int],
-                 templates: Sequence[str], batch_size: int = 64) -> dict[int, torch.Tensor]:
-    """Keys (down-projection inputs at the subject's last token, averaged over templates)."""
+                 templates: Sequence[str], batch_size: int = 64,
+                 groups: Sequence[int] | None = None) -> dict[int, torch.Tensor]:
+    """Keys (down-projection inputs at the subject's last token, averaged over templates:
+    uniformly, or with ``groups`` the mean of the group means)."""
     names = {layer: lm.arch.down_name(layer) for layer in layers}
     got = collect_at_subject(lm, requests, templates, [(n, "input") for n in names.values()],
-                             batch_size=batch_size)
+                             batch_size=batch_size, groups=groups)
     return {layer: got[n] for layer, n in names.items()}
 
 

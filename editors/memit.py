@@ -63,16 +63,18 @@ class MEMIT:
             batch.check_kpkpt_state(state, lm, hp.layers)
         templates = context_templates(lm, hp.templates)
         c0 = self._c0.get(lm, hp)
+        groups = batch.key_groups(hp)
         Z, tinfo = batch.residual_targets(lm, requests, hp, templates, self.target_engine)
 
         def solve(i: int, layer: int, R: torch.Tensor, K: torch.Tensor):
             return solvers.memit_solve(R, K, c0[layer], hp.mom2_update_weight, self._prior(state, layer))
 
         with batch.TemporaryEdits(lm.model) as edits:
-            layer_info = batch.layer_sweep(lm, requests, hp.layers, templates, Z, solve, edits)
+            layer_info = batch.layer_sweep(lm, requests, hp.layers, templates, Z, solve, edits,
+                                           groups)
             final_res = (Z - batch.current_outputs(lm, requests, hp.layers[-1])).norm(dim=0)
             if self.sequential:
-                batch.accumulate_keys(state, lm, requests, hp.layers, templates)
+                batch.accumulate_keys(state, lm, requests, hp.layers, templates, groups)
         info = {"method": self.name, "layers": list(hp.layers), "n_requests": len(requests),
                 "layer_info": layer_info, "final_residual_norm": final_res.tolist(), **tinfo}
         return Delta(edits.matrices, info)

@@ -122,6 +122,7 @@ class NSE:
         templates = context_templates(lm, hp.templates)
         c0 = self._c0.get(lm, hp)
         Z = stored_targets(state, requests)
+        groups = batch.key_groups(hp)
         z_layer = hp.layers[-1]
         checks: list[list[float]] = []
         passes: list[dict] = []
@@ -146,8 +147,9 @@ class NSE:
                 idx = torch.nonzero(band, as_tuple=True)[0]
                 chosen = [requests[int(j)] for j in idx]
                 passes.append({"edited": [r.case_id for r in chosen], "neurons": {}})
-                batch.layer_sweep(lm, chosen, hp.layers, templates, Z[:, idx], solve, edits)
-            batch.accumulate_keys(state, lm, requests, hp.layers, templates)
+                batch.layer_sweep(lm, chosen, hp.layers, templates, Z[:, idx], solve, edits,
+                                  groups)
+            batch.accumulate_keys(state, lm, requests, hp.layers, templates, groups)
         matrices = {lm.arch.down_name(layer): empty_update(lm, layer) for layer in hp.layers}
         matrices.update(edits.matrices)
         if outliers:

@@ -9,6 +9,9 @@ Public API:
 - ``context_templates(lm, spec: TemplateSpec) -> tuple[str, ...]``: generated once per
   (model identity, spec) with an explicit ``torch.Generator`` seeded by ``spec.seed`` and
   cached in memory (call it first on the unedited model).
+- ``template_groups(spec) -> tuple[int, ...]``: sizes of the template groups, in the
+  order of :func:`context_templates`: 1 (the bare prompt), then ``count`` per
+  ``[length, count]`` pair.
 - ``sample_prefixes(lm, starters, length, top_k, generator) -> list[str]``
 - ``clear_template_cache()``
 """
@@ -46,6 +49,12 @@ def context_templates(lm: LoadedModel, spec: TemplateSpec) -> tuple[str, ...]:
         _TEMPLATE_CACHE[key] = tuple(out)
         log.debug("context templates for %s: %s", lm.entry.name, out)
     return _TEMPLATE_CACHE[key]
+
+
+def template_groups(spec: TemplateSpec) -> tuple[int, ...]:
+    """Group sizes of the templates :func:`context_templates` returns for ``spec``: the bare
+    prompt alone, then one group of ``count`` prefixes per ``[length, count]`` pair."""
+    return (1, *(count for _, count in spec.lengths))
 
 
 @torch.no_grad()

@@ -87,3 +87,32 @@ def test_alphaedit_energy_threshold_reaches_the_solver():
                       {"nullspace_threshold_kind": "energy", "nullspace_threshold": 0.01})
     got = alphaedit.threshold_of(hp)
     assert got == solvers.NullSpaceThreshold("energy", 0.01)
+
+
+BATCH_METHODS = ("memit", "memit-seq", "alphaedit", "nse")
+
+
+def test_defaults_follow_the_released_code():
+    """Key averaging and the weight-decay form default to the released compute_ks/compute_z."""
+    assert H.TargetSpec().weight_decay_form == "released"
+    data = {"source": "t", "layers": [1], "mom2_update_weight": 1.0}
+    assert H.parse_hparams("memit", data).key_average == "group_mean"
+    with pytest.raises(DataError, match="key_average"):
+        H.parse_hparams("memit", {**data, "key_average": "median"})
+
+
+@pytest.mark.parametrize("method", BATCH_METHODS)
+def test_batch_editor_files_write_key_average_and_decay_form_out(method):
+    """Every MEMIT-family file states both settings (not left to the schema default), and
+    uses the released forms."""
+    files = sorted((H.HPARAMS_DIR / method).glob("*.yaml"))
+    assert files
+    for path in files:
+        raw = yaml.safe_load(path.read_text())
+        assert raw.get("key_average") == "group_mean", path
+        assert raw["target"].get("weight_decay_form") == "released", path
+
+
+def test_rome_files_write_the_decay_form_out():
+    for path in sorted((H.HPARAMS_DIR / "rome").glob("*.yaml")):
+        assert "weight_decay_form" in yaml.safe_load(path.read_text())["target"], path

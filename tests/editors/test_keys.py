@@ -4,6 +4,7 @@ editors.templates); the target optimisation is in test_targets.py."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from benchmark import models
@@ -137,3 +138,36 @@ def test_subject_passes_replay_is_bit_for_bit_a_fresh_pass(tiny):
     finally:
         with torch.no_grad():
             weight.copy_(saved)
+
+
+# --------------------------------------------------------------------------- key averaging
+def test_template_weights_hand_cases():
+    np.testing.assert_allclose(keys.template_weights(4).numpy(), [0.25] * 4)
+    # bare alone, then 3 prefixes: (k_bare + mean(k_1..k_3)) / 2
+    np.testing.assert_allclose(keys.template_weights(4, (1, 3)).numpy(), [1 / 2, 1 / 6, 1 / 6, 1 / 6])
+    # three groups (ROME-like [[5, 2], [10, 2]]): 1/3 for the bare prompt, 1/6 for each prefix
+    np.testing.assert_allclose(keys.template_weights(5, (1, 2, 2)).numpy(), [1 / 3] + [1 / 6] * 4)
+    with pytest.raises(ValueError, match="partition"):
+        keys.template_weights(4, (1, 2))
+
+
+def test_template_groups_follow_the_lengths():
+    from editors.templates import template_groups
+
+    assert template_groups(TemplateSpec(lengths=[(10, 5)])) == (1, 5)
+    assert template_groups(TemplateSpec(lengths=[(5, 10), (10, 10)])) == (1, 10, 10)
+
+
+def test_group_mean_keys_equal_the_released_compute_ks(tiny):
+    """key_average group_mean: per request, the mean over template groups of each group's
+    mean key (released compute_ks); stated directly from one-template keys in numpy."""
+    layer = 1
+    templates = ("", "Once upon a time. ", "X. ", "A b c. ", "Then. ")
+    groups = (1, 3, 1)
+    got = keys.compute_keys(tiny, [REQ, REQ2], [layer], templates, batch_size=4, groups=groups)[layer]
+    for row, req in enumerate([REQ, REQ2]):
+        per = np.stack([keys.compute_keys(tiny, [req], [layer], (t,))[layer][0].numpy().astype(np.float64)
+                        for t in templates])
+        expected = np.mean([per[0], per[1:4].mean(axis=0), per[4]], axis=0)
+        np.testing.assert_allclose(got[row].numpy(), expected, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(per.mean(axis=0), expected, rtol=1e-3)  # differs from uniform

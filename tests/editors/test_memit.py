@@ -150,6 +150,39 @@ def test_sequential_memit_first_batch_equals_plain_and_accumulates_keys(stats_ca
     assert s_seq.meta["n_keys"] == 2
 
 
+@pytest.mark.parametrize("key_average", ["group_mean", "uniform"])
+def test_sequential_memit_keys_follow_key_average(key_average, stats_cache):
+    """With templates (bare + 2 prefixes), the accumulated Kp Kpᵀ holds keys averaged as
+    ``key_average`` says: group_mean = (k_bare + mean(k_prefix1, k_prefix2)) / 2 (released
+    compute_ks), uniform = mean of the three; keys read with plain hooks per template."""
+    from editors.templates import context_templates
+
+    lm = load("tiny-llama")
+    hp = tiny_hparams("memit-seq", templates=[(3, 2)], key_average=key_average)
+    seq = SequentialMEMIT(hp, cache_root=stats_cache, progress=False)
+    reqs = REQUESTS[:2]
+    state = seq.init_state(lm)
+    seq.prepare(lm, reqs, state)
+    delta = seq.compute(lm, reqs, state)
+    templates = context_templates(lm, hp.templates)
+    assert len(templates) == 3
+    undo = apply_delta(lm.model, delta)
+    try:
+        for layer in hp.layers:
+            cols = []
+            for r in reqs:
+                per = [read_at_subject(lm, EditRequest(r.case_id, t + r.prompt, r.subject, r.target_new,
+                                                       r.target_true), lm.arch.down_name(layer),
+                                       "input").numpy() for t in templates]
+                cols.append((per[0] + (per[1] + per[2]) / 2) / 2 if key_average == "group_mean"
+                            else np.mean(per, axis=0))
+            K = np.stack(cols, 1)
+            got = state.tensors[f"kpkpt.L{layer}"].double().numpy()
+            np.testing.assert_allclose(got, K @ K.T, rtol=1e-4, atol=1e-5)
+    finally:
+        undo.revert()
+
+
 def test_sequential_memit_second_batch_uses_the_accumulated_keys(stats_cache):
     lm = load("tiny-llama")
     seq = SequentialMEMIT(tiny_hparams("memit-seq"), cache_root=stats_cache, progress=False)
