@@ -37,11 +37,15 @@ from benchmark.grid import Grid
 from benchmark.results import (
     CellStatus,
     Record,
+    SampleRow,
     cells_to_jsonl,
     read_cells,
     read_records,
+    read_samples,
     records_to_jsonl,
+    samples_to_jsonl,
     sort_records,
+    sort_samples,
 )
 from benchmark.spec import CellSpec
 from benchmark.tables import write_tables
@@ -201,31 +205,51 @@ class Published:
     statuses: list[CellStatus]  # one per grid cell, as in the published cells.jsonl
 
 
-def _published_before(out: Path) -> tuple[dict[str, CellStatus], dict[str, list[Record]]]:
-    statuses: dict[str, CellStatus] = {}
-    records: dict[str, list[Record]] = {}
+@dataclass(frozen=True)
+class _Before:
+    """What ``out`` held before this publish, by cell."""
+
+    statuses: dict[str, CellStatus]
+    records: dict[str, list[Record]]
+    samples: dict[str, list[SampleRow]]
+
+
+def _published_before(out: Path) -> _Before:
+    before = _Before({}, {}, {})
     if (out / "cells.jsonl").is_file():
-        statuses = {s.cell: s for s in read_cells(out / "cells.jsonl")}
+        before.statuses.update({s.cell: s for s in read_cells(out / "cells.jsonl")})
     if (out / "records.jsonl").is_file():
         for r in read_records(out / "records.jsonl"):
-            records.setdefault(r.cell, []).append(r)
-    return statuses, records
+            before.records.setdefault(r.cell, []).append(r)
+    if (out / "samples.jsonl").is_file():
+        for s in read_samples(out / "samples.jsonl"):
+            before.samples.setdefault(s.cell, []).append(s)
+    return before
 
 
-def _cell_from_workdir(spec: CellSpec, wd: Path) -> tuple[CellStatus, list[Record], str | None]:
+@dataclass(frozen=True)
+class _CellResult:
+    status: CellStatus
+    records: list[Record]
+    samples: list[SampleRow]
+    provenance: str | None
+
+
+def _cell_from_workdir(spec: CellSpec, wd: Path) -> _CellResult:
     folder = CellFolder.of(wd, spec)
     status = folder.status(spec)
     if status.status != "completed":
-        return status, [], None
+        return _CellResult(status, [], [], None)
     records = folder.records(spec.checkpoints)
     if problem := cell_problem(spec, records):
-        return status_row(spec, "failed", f"{folder.root}: {problem}; not published"), [], None
-    return status, records, folder.provenance_text()
+        return _CellResult(status_row(spec, "failed", f"{folder.root}: {problem}; not published"),
+                           [], [], None)
+    return _CellResult(status, records, folder.samples(spec.checkpoints), folder.provenance_text())
 
 
 def collect_records(grid: Grid, wd: Path) -> list[Record]:
     """The records a publish of every cell of the work folder would publish."""
-    return sort_records(r for spec in grid.cells for r in _cell_from_workdir(spec, wd)[1])
+    return sort_records(r for spec in grid.cells for r in _cell_from_workdir(spec, wd).records)
 
 
 def publish(grid: Grid, wd: Path, out: Path, *, ran: Collection[str] | None = None,
@@ -236,26 +260,30 @@ def publish(grid: Grid, wd: Path, out: Path, *, ran: Collection[str] | None = No
     out = Path(out)
     step("publish_start")
     with staged(out, step) as stage:
-        before, before_records = _published_before(out) if ran is not None else ({}, {})
+        before = _published_before(out) if ran is not None else _Before({}, {}, {})
         statuses: list[CellStatus] = []
         records: list[Record] = []
+        samples: list[SampleRow] = []
         for spec in grid.cells:
             h = spec.short_hash
-            if ran is not None and h not in ran and h in before:
-                status, recs = before[h], before_records.get(h, [])
+            if ran is not None and h not in ran and h in before.statuses:
                 prov_path = out / "provenance" / f"{spec.folder}.json"
-                prov = prov_path.read_text(encoding="utf-8") if prov_path.is_file() else None
-                if status.status == "completed" and (problem := cell_problem(spec, recs)):
-                    status = status_row(spec, "failed", f"{out}: published {problem}")
-                    recs, prov = [], None
+                cell = _CellResult(before.statuses[h], before.records.get(h, []),
+                                   before.samples.get(h, []),
+                                   prov_path.read_text(encoding="utf-8") if prov_path.is_file() else None)
+                if cell.status.status == "completed" and (problem := cell_problem(spec, cell.records)):
+                    cell = _CellResult(status_row(spec, "failed", f"{out}: published {problem}"),
+                                       [], [], None)
             else:
-                status, recs, prov = _cell_from_workdir(spec, wd)
-            statuses.append(status)
-            records += recs
-            if prov is not None:
-                io.write_text(stage / "provenance" / f"{spec.folder}.json", prov)
+                cell = _cell_from_workdir(spec, wd)
+            statuses.append(cell.status)
+            records += cell.records
+            samples += cell.samples
+            if cell.provenance is not None:
+                io.write_text(stage / "provenance" / f"{spec.folder}.json", cell.provenance)
         records = sort_records(records)
         io.write_text(stage / "records.jsonl", records_to_jsonl(records))
+        io.write_text(stage / "samples.jsonl", samples_to_jsonl(sort_samples(samples)))
         io.write_text(stage / "cells.jsonl", cells_to_jsonl(statuses))
         io.write_text(stage / "grid.yaml", grid.source_text)
         write_tables(stage, records, title=f"{grid.name} ({SUITE_VERSION})")

@@ -34,7 +34,8 @@ from benchmark.core import io, settings
 from benchmark.core.errors import DataError
 
 #: Version of the records/provenance layout (docs/results-schema.md). Bump on any change.
-RECORDS_SCHEMA_VERSION = 1
+#: 2: records name their ``scorer`` and ``protocol``; per-item outputs in ``samples.jsonl``.
+RECORDS_SCHEMA_VERSION = 2
 
 RecordKind = Literal["editing", "general", "spectrum"]
 
@@ -78,6 +79,12 @@ class Record(BaseModel):
     value: float | None  # None when the value is not finite (e.g. a mean over no items)
     n: int
     stderr: float | None = None
+    #: how each item was scored: ``teacher-forced`` (probability comparisons),
+    #: ``greedy;...`` (generation rule), ``lm-eval``, ``svd`` (spectrum figures)
+    scorer: str
+    #: the evaluation protocol's settings that decide the number besides the columns above
+    #: (data-set format and forms, task limit and prompt format); equal strings = comparable
+    protocol: str
 
     def key(self) -> tuple:
         return tuple(getattr(self, f) for f in KEY_FIELDS)
@@ -138,6 +145,47 @@ def read_records(path: Path) -> list[Record]:
     """Read a records JSONL; a bad line (an unknown ``schema_version`` included) raises
     DataError naming file, line and field."""
     return _read_jsonl(path, Record, "records")
+
+
+# --------------------------------------------------------------------------- samples
+class SampleRow(BaseModel):
+    """Per-item outputs of one record's metric (``samples.jsonl``): item ``ids[i]`` scored
+    ``scores[i]`` (weight ``weights[i]`` for ratio statistics); the record's value is
+    ``statistic`` over them (:func:`benchmark.evaluation.statistic_value`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: SchemaVersion = RECORDS_SCHEMA_VERSION
+    cell: str
+    n_edits: int
+    variant: str
+    kind: RecordKind
+    task: str
+    metric: str
+    statistic: str
+    ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    weights: tuple[float, ...] | None = None
+
+    def key(self) -> tuple:
+        return (self.cell, self.n_edits, self.variant, self.kind, self.task, self.metric)
+
+
+def sort_samples(rows: Iterable[SampleRow]) -> list[SampleRow]:
+    return sorted(rows, key=SampleRow.key)
+
+
+def samples_to_jsonl(rows: Iterable[SampleRow]) -> str:
+    return "".join(json.dumps(r.model_dump(mode="json"), sort_keys=True) + "\n" for r in rows)
+
+
+def write_samples(path: Path, rows: Iterable[SampleRow]) -> None:
+    io.write_text(path, samples_to_jsonl(rows))
+
+
+def read_samples(path: Path) -> list[SampleRow]:
+    """Read a ``samples.jsonl``; errors name file, line and field like :func:`read_records`."""
+    return _read_jsonl(path, SampleRow, "samples")
 
 
 # --------------------------------------------------------------------------- cells

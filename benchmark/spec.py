@@ -185,6 +185,22 @@ class TaskSpec(_Frozen):
 EvalTiming = Literal["each", "first-n", "final"]
 
 
+class GenerationSpec(_Frozen):
+    """The rule of generation-based editing success (docs/methods.md): greedy continuation
+    of the prompt, cut at the first ``stop`` string or after ``max_new_tokens`` tokens, a
+    success when the normalised continuation begins with (``prefix``) or contains as whole
+    words (``contains``) the normalised target."""
+
+    max_new_tokens: int = Field(16, gt=0)
+    stop: tuple[str, ...] = ("\n",)
+    match: Literal["prefix", "contains"] = "prefix"
+
+    def describe(self) -> str:
+        """The records' ``scorer`` string, e.g. ``greedy;max16;stop=\\n;prefix``."""
+        stops = ",".join(s.encode("unicode_escape").decode() for s in self.stop)
+        return f"greedy;max{self.max_new_tokens};stop={stops};{self.match}"
+
+
 class EvalSpec(_Frozen):
     """The evaluation protocol of a cell (docs/methods.md, protocols: evaluation timing).
 
@@ -203,6 +219,7 @@ class EvalSpec(_Frozen):
     batch_size: int = Field(16, gt=0)
     spectrum: bool = True
     chat_template: bool = False
+    generation: GenerationSpec = GenerationSpec()
 
 
 Dtype = Literal["float32", "float64", "bfloat16", "float16"]

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from benchmark.cell.rng import derived_seed, isolated_rng
 from benchmark.cell.state import CellRun
@@ -22,26 +23,86 @@ from benchmark.core import io
 from benchmark.core.arch import to_out_in
 from benchmark.core.requests import EditRequest
 from benchmark.evaluation import MetricValue, as_metric_value, pooled
-from benchmark.results import Record, finite_or_none
+from benchmark.results import Record, SampleRow, finite_or_none
 from prune.linalg import Update
 
 log = logging.getLogger(__name__)
 
 Metrics = Mapping[str, object]  # metric name -> MetricValue (or what as_metric_value reads)
 
+#: editing metrics scored from greedy generations (the spec's generation rule)
+GENERATION_METRICS = frozenset({"gen_efficacy", "gen_generalization", "zsre_gen_efficacy",
+                                "zsre_gen_generalization"})
+#: editing metrics scored from sampled generations (fluency, consistency)
+SAMPLED_METRICS = frozenset({"fluency", "consistency"})
+
+
+@dataclass
+class Evaluated:
+    """What one evaluation produced: result records and the per-item outputs behind them."""
+
+    records: list[Record] = field(default_factory=list)
+    samples: list[SampleRow] = field(default_factory=list)
+
+    def __iadd__(self, other: Evaluated) -> Evaluated:
+        self.records += other.records
+        self.samples += other.samples
+        return self
+
+    def relabelled(self, variant: str) -> Evaluated:
+        """The same numbers under another variant label (a restraint that is the identity)."""
+        return Evaluated([r.model_copy(update={"variant": variant}) for r in self.records],
+                         [s.model_copy(update={"variant": variant}) for s in self.samples])
+
+
+def _compact(d: Mapping) -> str:
+    return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+
+def scorer(run: CellRun, kind: str, metric: str) -> str:
+    """How each item of ``metric`` was scored (the records' ``scorer`` column)."""
+    if kind == "spectrum":
+        return "svd"
+    if kind == "general":
+        return "lm-eval"
+    if metric in GENERATION_METRICS:
+        return run.spec.evaluation.generation.describe()
+    if metric in SAMPLED_METRICS:
+        return "sampled;top-k"
+    return "teacher-forced"
+
+
+def protocol(run: CellRun, kind: str, task: str) -> str:
+    """The settings besides the record's columns that decide its number."""
+    ev = run.spec.evaluation
+    if kind == "editing":
+        return _compact(run.spec.dataset.canonical())
+    if kind == "general":
+        limit = next((t.limit for t in ev.tasks if t.name == task), None)
+        return _compact({"limit": limit, "chat_template": ev.chat_template})
+    return ""
+
 
 def records(run: CellRun, n: int, variant: str, kind: str, task: str,
-            metrics: Metrics) -> list[Record]:
+            metrics: Metrics) -> Evaluated:
     d = run.spec.describe()
-    out = []
+    out = Evaluated()
     for metric, raw in sorted(metrics.items()):
         mv = as_metric_value(raw)
-        out.append(Record(grid=run.ctx.grid, cell=d["cell"], model=d["model"], editor=d["editor"],
-                          dataset=d["dataset"], trajectory=d["trajectory"],
-                          batch_size=d["batch_size"], seed=d["seed"], timing=d["timing"],
-                          n_edits=n, variant=variant, kind=kind, task=task, metric=metric,
-                          value=finite_or_none(mv.value), n=int(mv.n),
-                          stderr=finite_or_none(mv.stderr)))
+        out.records.append(Record(grid=run.ctx.grid, cell=d["cell"], model=d["model"],
+                                  editor=d["editor"], dataset=d["dataset"],
+                                  trajectory=d["trajectory"], batch_size=d["batch_size"],
+                                  seed=d["seed"], timing=d["timing"], n_edits=n, variant=variant,
+                                  kind=kind, task=task, metric=metric,
+                                  value=finite_or_none(mv.value), n=int(mv.n),
+                                  stderr=finite_or_none(mv.stderr),
+                                  scorer=scorer(run, kind, metric),
+                                  protocol=protocol(run, kind, task)))
+        if mv.items is not None:
+            it = mv.items
+            out.samples.append(SampleRow(cell=d["cell"], n_edits=n, variant=variant, kind=kind,
+                                         task=task, metric=metric, statistic=it.statistic,
+                                         ids=it.ids, scores=it.scores, weights=it.weights))
     return out
 
 
@@ -52,6 +113,10 @@ def evaluate_each(run: CellRun, batch: Sequence[EditRequest]) -> None:
     with run.phase("evaluation"), isolated_rng(seed):
         scores = run.comps.evaluate_editing(run.loaded, batch, ev.editing_metrics, ev.batch_size)
     run.each.append({k: as_metric_value(v) for k, v in scores.items()})
+
+
+#: baseline cache entries of an older layout (no per-item outputs) are not reused
+_CACHE_FORMAT = 2
 
 
 def _cached(run: CellRun, kind: str, key: dict, compute: Callable[[], dict]) -> dict:
@@ -99,7 +164,7 @@ def _editing_requests(run: CellRun, n: int) -> list[EditRequest] | None:
     return None  # "each": pooled separately
 
 
-def _editing(run: CellRun, n: int, variant: str, seed: int) -> list[Record]:
+def _editing(run: CellRun, n: int, variant: str, seed: int) -> Evaluated:
     spec, ev = run.spec, run.spec.evaluation
     reqs = _editing_requests(run, n)
     if ev.editing_metrics and reqs is not None:
@@ -110,7 +175,8 @@ def _editing(run: CellRun, n: int, variant: str, seed: int) -> list[Record]:
             key = {"model": run.loaded.identity or {}, "dtype": spec.dtype,
                    "device": run.ctx.device, "metrics": list(ev.editing_metrics),
                    "batch_size": ev.batch_size, "seed": seed,
-                   "requests": [r.case_id for r in reqs], "dataset": spec.dataset.canonical()}
+                   "requests": [r.case_id for r in reqs], "dataset": spec.dataset.canonical(),
+                   "generation": ev.generation.canonical(), "format": _CACHE_FORMAT}
             scores = _cached(run, "editing", key, editing)
         else:
             scores = editing()
@@ -120,13 +186,13 @@ def _editing(run: CellRun, n: int, variant: str, seed: int) -> list[Record]:
         names = sorted({m for d in batches for m in d})
         return records(run, n, variant, "editing", spec.dataset.name,
                        {m: pooled([d[m] for d in batches if m in d]) for m in names})
-    return []
+    return Evaluated()
 
 
-def _general(run: CellRun, n: int, variant: str, seed: int) -> list[Record]:
+def _general(run: CellRun, n: int, variant: str, seed: int) -> Evaluated:
     spec, ev = run.spec, run.spec.evaluation
     if not ev.tasks:
-        return []
+        return Evaluated()
 
     def general() -> dict:
         return run.comps.evaluate_tasks(run.loaded, ev.tasks, ev.batch_size, ev.chat_template)
@@ -134,19 +200,19 @@ def _general(run: CellRun, n: int, variant: str, seed: int) -> list[Record]:
     if n == 0:
         key = {"model": run.loaded.identity or {}, "dtype": spec.dtype, "device": run.ctx.device,
                "tasks": [t.canonical() for t in ev.tasks], "batch_size": ev.batch_size,
-               "chat_template": ev.chat_template, "seed": seed}
+               "chat_template": ev.chat_template, "seed": seed, "format": _CACHE_FORMAT}
         results = _cached(run, "general", key, general)
     else:
         results = general()
     run.task_hashes.update(getattr(results, "task_hashes", {}) or {})
-    out = []
+    out = Evaluated()
     for task, metrics in sorted(results.items()):
         out += records(run, n, variant, "general", task, metrics)
     return out
 
 
-def _spectrum(run: CellRun, n: int, variant: str, deltas: Mapping[str, Update]) -> list[Record]:
-    out = []
+def _spectrum(run: CellRun, n: int, variant: str, deltas: Mapping[str, Update]) -> Evaluated:
+    out = Evaluated()
     with run.phase("spectrum"):
         for name in sorted(run.w0):
             w = to_out_in(run.weight(name).detach(), run.layouts[name])
@@ -157,7 +223,7 @@ def _spectrum(run: CellRun, n: int, variant: str, deltas: Mapping[str, Update]) 
     return out
 
 
-def evaluate_model(run: CellRun, n: int, variant: str, deltas: Mapping[str, Update]) -> list[Record]:
+def evaluate_model(run: CellRun, n: int, variant: str, deltas: Mapping[str, Update]) -> Evaluated:
     """Records of the model as it is now (its weights set for ``variant``; ``deltas``: the
     variant's accumulated update per matrix, for the spectrum figures)."""
     seed = derived_seed(run.spec.seed, n, variant)

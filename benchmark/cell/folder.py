@@ -24,7 +24,15 @@ from pathlib import Path
 
 from benchmark.core import io
 from benchmark.core.errors import DataError
-from benchmark.results import CellStatus, Record, read_records, write_records
+from benchmark.results import (
+    CellStatus,
+    Record,
+    SampleRow,
+    read_records,
+    read_samples,
+    write_records,
+    write_samples,
+)
 from benchmark.spec import CellSpec
 
 
@@ -77,6 +85,9 @@ class CellFolder:
     def checkpoint_records(self, n: int) -> Path:
         return self.records_dir / f"ckpt-{n:07d}.jsonl"
 
+    def checkpoint_samples(self, n: int) -> Path:
+        return self.records_dir / f"ckpt-{n:07d}.samples.jsonl"
+
     @property
     def done(self) -> Path:
         return self.root / "done.json"
@@ -122,8 +133,19 @@ class CellFolder:
     def has_checkpoint(self, n: int) -> bool:
         return self.checkpoint_records(n).is_file()
 
-    def write_checkpoint(self, n: int, records: Sequence[Record]) -> None:
+    def write_checkpoint(self, n: int, records: Sequence[Record],
+                         samples: Sequence[SampleRow] = ()) -> None:
+        """Write checkpoint ``n``: its per-item samples, then its records (the records file
+        is the checkpoint's completion marker, so it is written last)."""
+        write_samples(self.checkpoint_samples(n), list(samples))
         write_records(self.checkpoint_records(n), list(records))
+
+    def samples(self, checkpoints: Sequence[int]) -> list[SampleRow]:
+        """The per-item samples of ``checkpoints`` in that order."""
+        out: list[SampleRow] = []
+        for n in checkpoints:
+            out += read_samples(self.checkpoint_samples(n))
+        return out
 
     def records(self, checkpoints: Sequence[int]) -> list[Record]:
         """The records of ``checkpoints`` in that order (every one must have been written)."""
@@ -138,10 +160,12 @@ class CellFolder:
     def provenance_text(self) -> str | None:
         return self.provenance.read_text() if self.provenance.is_file() else None
 
-    def complete(self, records: Sequence[Record], git_sha: str | None) -> None:
+    def complete(self, records: Sequence[Record], samples: Sequence[SampleRow],
+                 git_sha: str | None) -> None:
         """Write ``done.json`` and drop the saved states (a completed cell's records are final)."""
         io.write_json(self.done, {"status": "completed", "records": len(records),
-                                  "git_sha": git_sha, "records_sha256": _records_sha(records)})
+                                  "git_sha": git_sha, "records_sha256": _records_sha(records),
+                                  "samples_sha256": _records_sha(samples)})
         self.drop_states()
 
     def record_failure(self, exc: BaseException) -> str:
@@ -165,7 +189,8 @@ class CellFolder:
             records = self.records(checkpoints)
             ok = (isinstance(done, dict) and done.get("status") == "completed"
                   and done.get("records") == len(records)
-                  and done.get("records_sha256") == _records_sha(records))
+                  and done.get("records_sha256") == _records_sha(records)
+                  and done.get("samples_sha256") == _records_sha(self.samples(checkpoints)))
         except (OSError, ValueError, DataError) as exc:
             return None, f"{self.done}: corrupt completion marker ({exc})"
         if not ok:
@@ -188,5 +213,5 @@ class CellFolder:
         return status_row(spec, "pending")
 
 
-def _records_sha(records: Sequence[Record]) -> str:
-    return io.sha256_json([r.model_dump(mode="json") for r in records])
+def _records_sha(rows: Sequence[Record] | Sequence[SampleRow]) -> str:
+    return io.sha256_json([r.model_dump(mode="json") for r in rows])

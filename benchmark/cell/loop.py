@@ -142,15 +142,16 @@ def _trajectory(run: CellRun) -> None:
             elif spec.n_edits > 0 and spec.evaluation.spectrum:
                 pending = _first_delta(run)
             ctx.event(spec.short_hash, "phase", phase="evaluation", n_edits=n)
-            records = evaluate_checkpoint(run, n)
-            folder.write_checkpoint(n, records)
-            ctx.event(spec.short_hash, "checkpoint", n_edits=n, records=len(records))
+            evaluated = evaluate_checkpoint(run, n)
+            folder.write_checkpoint(n, evaluated.records, evaluated.samples)
+            ctx.event(spec.short_hash, "checkpoint", n_edits=n, records=len(evaluated.records))
     finally:
         bar.close()
 
 
 def _finish(run: CellRun) -> None:
     records = run.folder.records(run.spec.checkpoints)
+    samples = run.folder.samples(run.spec.checkpoints)
     write_provenance(run)
-    run.folder.complete(records, run.git_sha)
+    run.folder.complete(records, samples, run.git_sha)
     run.ctx.event(run.spec.short_hash, "completed", records=len(records))

@@ -11,30 +11,25 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.cell.evaluate import evaluate_model
+from benchmark.cell.evaluate import Evaluated, evaluate_model
 from benchmark.cell.state import CellRun
 from benchmark.core.arch import from_out_in
-from benchmark.results import Record
 from benchmark.spec import NoRestraint, PruneSpec
 from prune.linalg import to_dense
 
 
-def _relabelled(records: list[Record], label: str) -> list[Record]:
-    return [r.model_copy(update={"variant": label}) for r in records]
-
-
-def _evaluate_restrained(run: CellRun, n: int, variant: PruneSpec, base: list[Record],
-                         current: dict[str, torch.Tensor]) -> list[Record]:
+def _evaluate_restrained(run: CellRun, n: int, variant: PruneSpec, base: Evaluated,
+                         current: dict[str, torch.Tensor]) -> Evaluated:
     restrainer = run.comps.restrainer(variant)
     with torch.no_grad():
         deltas = {name: restrainer.for_evaluation(run.w0_out_in(name), run.acc[name], name)
                   for name in run.w0 if name in run.acc}
-    if base and all(deltas[name] is run.acc[name] for name in deltas):
+    if base.records and all(deltas[name] is run.acc[name] for name in deltas):
         # The restraint is the identity here (PRUNE: no singular value of the
         # accumulated update reaches sigma_max(W0)), so this variant's model is the
         # unrestrained one: its records are those of "none", not a re-evaluation.
         run.ctx.event(run.spec.short_hash, "variant_identity", n_edits=n, variant=variant.label)
-        return _relabelled(base, variant.label)
+        return base.relabelled(variant.label)
     try:
         with torch.no_grad():
             for name, r in deltas.items():
@@ -48,20 +43,20 @@ def _evaluate_restrained(run: CellRun, n: int, variant: PruneSpec, base: list[Re
                 run.weight(name).copy_(w)
 
 
-def evaluate_checkpoint(run: CellRun, n: int) -> list[Record]:
-    """The records of checkpoint ``n``: every variant of the spec, in order."""
+def evaluate_checkpoint(run: CellRun, n: int) -> Evaluated:
+    """The records (and per-item samples) of checkpoint ``n``: every variant of the spec, in order."""
     current = {name: run.weight(name).detach().clone() for name in run.w0}
-    records: list[Record] = []
+    records = Evaluated()
     bar = tqdm(run.spec.variants, desc=f"eval n={n}", unit="variant",
                disable=not run.ctx.progress, leave=False)
     try:
-        base: list[Record] = []
+        base = Evaluated()
         for variant in bar:
             if isinstance(variant, NoRestraint):
                 base = evaluate_model(run, n, "none", dict(run.acc))
                 records += base
             elif n == 0:  # no update yet: every restraint is the identity, same model
-                records += _relabelled(base, variant.label)
+                records += base.relabelled(variant.label)
             else:
                 records += _evaluate_restrained(run, n, variant, base, current)
     finally:

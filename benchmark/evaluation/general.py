@@ -31,7 +31,7 @@ from typing import Any
 from benchmark.core import settings
 from benchmark.core.errors import DataError
 from benchmark.data import resolve
-from benchmark.evaluation import MetricValue
+from benchmark.evaluation import STATISTICS, Items, MetricValue
 from benchmark.evaluation.task_catalog import TASKS, TASKS_YAML_DIR, TaskInfo
 
 log = logging.getLogger(__name__)
@@ -309,7 +309,8 @@ def evaluate_tasks(loaded_model, tasks: Iterable[str], limit: int | Mapping[str,
 
 def _metric_values(task_results: Mapping[str, Any], task_samples: list[dict],
                    info: TaskInfo) -> dict[str, MetricValue]:
-    """lm-eval's aggregated values, with n and (for per-item means) the standard error."""
+    """lm-eval's aggregated values, with n, (for per-item means) the standard error, and
+    the per-item outputs wherever the aggregate is a statistic of them (:func:`_items`)."""
     out: dict[str, MetricValue] = {}
     for key, value in task_results.items():
         if "," not in key or "_stderr" in key or key == "alias":
@@ -321,8 +322,30 @@ def _metric_values(task_results: Mapping[str, Any], task_samples: list[dict],
             mv = MetricValue.mean_of([float(v) for v in per_item])
             if math.isclose(mv.value, float(value), rel_tol=1e-9, abs_tol=1e-12):
                 stderr = mv.stderr  # the aggregate is the per-item mean
-        out[metric] = MetricValue(float(value), info.metric_n(metric, task_samples), stderr)
+        out[metric] = MetricValue(float(value), info.metric_n(metric, task_samples), stderr,
+                                  _items(metric, float(value), task_samples))
     return out
+
+
+def _items(metric: str, value: float, task_samples: list[dict]) -> Items | None:
+    """Per-document outputs of ``metric`` (ids: lm-eval's doc ids) when lm-eval's aggregate
+    is a statistic of them: the mean of numeric per-document scores, or for the perplexity
+    metrics the (log-likelihood, words or bytes) pairs lm-eval aggregates. None for
+    corpus-level aggregates (F1 over the pooled predictions, a mean over a subset)."""
+    if not task_samples:
+        return None
+    ids = tuple(str(s["doc_id"]) for s in task_samples)
+    per_item = [s.get(metric) for s in task_samples]
+    if all(isinstance(v, (int, float)) for v in per_item):  # bool is an int
+        items = Items(ids, tuple(float(v) for v in per_item))
+    elif metric in STATISTICS and all(isinstance(v, (list, tuple)) and len(v) == 2 for v in per_item):
+        items = Items(ids, tuple(float(v[0]) for v in per_item),
+                      tuple(float(v[1]) for v in per_item), statistic=metric)
+    else:
+        return None
+    if not math.isclose(items.value(), value, rel_tol=1e-9, abs_tol=1e-12):
+        return None
+    return items
 
 
 def task_hash(task_samples: list[dict]) -> str:

@@ -148,7 +148,7 @@ def test_compare_missing_value_is_a_regression(published, tmp_path, capsys):
 def _rec(metric, value, kind="editing", task="cf"):
     return Record(grid="g", cell="c", model="m", editor="e", dataset="d", trajectory="none",
                   batch_size=1, seed=0, timing="first-n", n_edits=5, variant="none", kind=kind,
-                  task=task, metric=metric, value=value, n=10)
+                  task=task, metric=metric, value=value, n=10, scorer="teacher-forced", protocol="")
 
 
 @pytest.mark.parametrize("direction,base,new,status", [

@@ -10,7 +10,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from benchmark.spec import CellSpec, DatasetSpec, EvalSpec, PruneSpec, RectSpec, TaskSpec
+from benchmark.spec import CellSpec, DatasetSpec, EvalSpec, GenerationSpec, PruneSpec, RectSpec, TaskSpec
 
 
 def base_spec(**kw) -> CellSpec:
@@ -81,6 +81,7 @@ MUTATIONS = {
     "evaluation.batch_size": dict(evaluation=EvalSpec(batch_size=4, tasks=(TaskSpec(name="known_facts", limit=5),))),
     "evaluation.spectrum": dict(evaluation=EvalSpec(spectrum=False, tasks=(TaskSpec(name="known_facts", limit=5),))),
     "evaluation.chat_template": dict(evaluation=EvalSpec(chat_template=True, tasks=(TaskSpec(name="known_facts", limit=5),))),
+    "evaluation.generation": dict(evaluation=EvalSpec(generation=GenerationSpec(match="contains"))),
     "seed": dict(seed=1),
     "dtype": dict(dtype="float64"),
 }
