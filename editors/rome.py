@@ -5,11 +5,13 @@ subject's last token, δ = the optimised shift of the MLP output at that layer (
 :func:`editors.targets.compute_target`),
 u = C0⁻¹k. The update is
 
-    ΔW = r uᵀ / (k_cᵀ u),   r = v* − W k_c = δ,
+    ΔW = r uᵀ / (k_cᵀ u),   r = v* − W k_c,   v* = W k_bare + δ  (MLP output of the bare
+                                                               prompt plus δ; a bias cancels)
 
 so that (W + ΔW) k_c = v* exactly, where k_c is the bare prompt's key (``constraint_key:
-bare``, the released code) or the averaged key (``average``: then ΔW is exactly the
-minimiser of tr(ΔW C0 ΔWᵀ) subject to (W + ΔW) k = v*, see :func:`rome_closed_form`).
+bare``, the released code; then r = δ) or the averaged key (``average``: r = δ +
+W (k_bare − k); then ΔW is exactly the minimiser of tr(ΔW C0 ΔWᵀ) subject to
+(W + ΔW) k = v*, see :func:`rome_closed_form`).
 The Delta holds the factors A = r (out×1), B = u/(k_cᵀu) (in×1). State is empty.
 """
 
@@ -88,14 +90,17 @@ class ROME:
         templates = context_templates(lm, hp.templates)
         solve = self._solver(lm)
         k_avg = keys.compute_keys(lm, [request], [layer], templates)[layer][0]
-        if hp.constraint_key == "bare":
-            k_con = keys.compute_keys(lm, [request], [layer], ("",))[layer][0]
-        else:
-            k_con = k_avg
+        k_bare = keys.compute_keys(lm, [request], [layer], ("",))[layer][0]
         res = compute_target(lm, request, layer, templates, hp.target, point="mlp_out",
                              engine=self.target_engine)
-        A, B = rome_factors(solve(k_avg), k_con, res.delta)
         W = to_out_in(down_weight(lm.model, lm.arch, layer), lm.arch.layout)
+        if hp.constraint_key == "bare":
+            k_con, residual = k_bare, res.delta
+        else:  # v* − W k_avg with v* = W k_bare + δ
+            k_con = k_avg
+            shift = W.float() @ (k_bare - k_avg).to(device=W.device, dtype=torch.float32)
+            residual = res.delta.double() + shift.double().cpu()
+        A, B = rome_factors(solve(k_avg), k_con, residual)
         name = lm.arch.down_name(layer)
         md = MatrixDelta(name=name, layout=lm.arch.layout, A=A.to(W.dtype).cpu(), B=B.to(W.dtype).cpu())
         info = {"layer": layer, "target_steps": res.steps, "target_loss": res.losses[-1],
