@@ -1,8 +1,14 @@
-"""Tables of a published grid, derived from its records (pandas; Markdown via tabulate).
+"""Tables of a published grid, derived from its records and per-item samples (pandas;
+Markdown via tabulate).
 
 - ``tables/records.csv`` -- the records flattened, one row per :class:`Record`;
 - ``tables/pivot.csv`` -- value per metric (rows) against the number of edits (columns);
-- ``tables/summary.md`` -- headline Markdown tables, one per (model, dataset).
+- ``tables/paired.csv`` -- every paired comparison (:mod:`benchmark.stats.comparisons`):
+  each checkpoint against the unedited model, each restraint against the unrestrained run;
+- ``tables/collapse.csv`` -- collapse points per cell × variant (:mod:`benchmark.stats.collapse`);
+- ``tables/summary.md`` -- headline Markdown tables, one set per (model, dataset): values at
+  the last checkpoint, their change from the unedited model with paired intervals, and the
+  collapse points.
 
 A missing or non-finite value is an empty CSV field. The files are written by
 ``seqedit grid`` when it publishes and rebuilt by ``seqedit report``.
@@ -10,28 +16,63 @@ A missing or non-finite value is an empty CSV field. The files are written by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 from tabulate import DataRow, TableFormat
 
 from benchmark.core import io
-from benchmark.results import Record
+from benchmark.results import Record, SampleRow, read_samples
+from benchmark.stats import display
+from benchmark.stats.collapse import (
+    COLLAPSE_DEFAULTS,
+    CollapseSettings,
+    collapse_points,
+    lower_is_better,
+)
+from benchmark.stats.comparisons import identity_variants, paired_table, sample_index
+from benchmark.stats.paired import PAIRED_DEFAULTS, PairedSettings
 
 #: Row key of pivot.csv; its columns are the checkpoints (``n=<number of edits>``).
 PIVOT_ROW = ["model", "editor", "dataset", "trajectory", "batch_size", "seed", "timing",
              "variant", "kind", "task", "metric"]
 #: What one row of a headline table stands for (a cell's editor, restraints and protocol).
-_CELL = ["editor", "trajectory", "variant", "batch_size", "seed", "timing"]
+_CELL = ["editor", "trajectory", "variant", "batch_size", "seed", "timing", "cell"]
 _METRIC = ["kind", "task", "metric"]
 #: Spectrum metrics in the headline tables: the largest over a cell's edited matrices.
 _SPECTRUM_COLUMNS = {"kappa_w": "κ max (n=0 → n)", "sigma_max_w": "σ_max max (n=0 → n)"}
+#: The same log-likelihoods per byte as word perplexity: left out of summary.md where the
+#: task has word perplexity (they stay in every CSV).
+_SAME_AS_WORD_PPL = ("byte_perplexity", "bits_per_byte")
+IDENTITY_MARK = " (= none)"
 
 #: Markdown table without padding to column width: ``| a | b |`` rows under ``|---|---|``.
 _MARKDOWN = TableFormat(lineabove=None, linebelowheader=lambda widths, _: "|" + "---|" * len(widths),
                         linebetweenrows=None, linebelow=None, headerrow=DataRow("|", "|", "|"),
                         datarow=DataRow("|", "|", "|"), padding=1, with_header_hide=None)
+
+
+def caption(paired: PairedSettings = PAIRED_DEFAULTS,
+            collapse: CollapseSettings = COLLAPSE_DEFAULTS) -> str:
+    """What the summary's numbers mean."""
+    level = f"{paired.confidence:.0%}"
+    return (
+        f"Values are at each row's last checkpoint: value ± standard error of the mean over "
+        f"items (perplexity-type values have no standard error). Δ is the change from the "
+        f"unedited model (the same cell at 0 edits, variant none) on the same items, with its "
+        f"{level} paired interval [low, high]: for binary scores the exact McNemar test with a "
+        f"paired-bootstrap interval of the difference in rates, for other means the paired t "
+        f"interval, for perplexity-type statistics the paired bootstrap ({paired.n_boot} "
+        f"replicates, percentile interval, seed {paired.seed}); * marks an interval that "
+        f"excludes 0 (and, where there is a test, p < {1 - paired.confidence:.2g}). A variant "
+        f"marked{IDENTITY_MARK} never acted: its records equal those of variant none. Collapse "
+        f"points: the first edit count at which efficacy falls below "
+        f"{collapse.efficacy_threshold:g} or a general signal loses more than "
+        f"{collapse.general_loss:.0%} of its unedited value; ≈ interpolated linearly between "
+        f"checkpoints, ≤ already crossed at the first edited checkpoint, > not reached by the "
+        f"last checkpoint. Rounding: rates on the 0-100 scale 1 decimal, on the 0-1 scale 3, "
+        f"perplexity 2, κ and σ 1.\n")
 
 
 def records_frame(records: Sequence[Record]) -> pd.DataFrame:
@@ -71,83 +112,177 @@ def _number(x: float | None) -> float | None:
     return None if x is None or pd.isna(x) else float(x)
 
 
-def _fmt(x: float | None, digits: int = 4) -> str:
-    if x is None:
-        return "—"
-    return f"{x:.{digits}g}" if abs(x) >= 1e4 or (x != 0 and abs(x) < 1e-3) else f"{x:.{digits}f}"
+def _statistics(samples: Iterable[SampleRow]) -> dict[tuple[str, str, str], str]:
+    return {(s.kind, s.task, s.metric): s.statistic for s in samples}
 
 
-def _fmt_mv(value: float | None, stderr: float | None) -> str:
-    s = _fmt(value)
-    if stderr is not None and value is not None:
-        s += f" ± {_fmt(stderr, 2)}"
-    return s
+class _Summary:
+    """Everything one summary.md is built from, each frame computed once."""
+
+    def __init__(self, records: Sequence[Record], samples: Sequence[SampleRow],
+                 paired: PairedSettings = PAIRED_DEFAULTS,
+                 collapse: CollapseSettings = COLLAPSE_DEFAULTS):
+        self.settings = (paired, collapse)
+        self.df = records_frame(records)
+        self.statistics = _statistics(samples)
+        self.paired = paired_table(records, samples, paired)
+        self.collapse = collapse_points(self.df, collapse, self.statistics)
+        self.identity = identity_variants(records, sample_index(samples))
+        self.digits = {key: display.decimals(key[0], key[2], [_number(v) for v in rows["value"]],
+                                             self.statistics.get(key))
+                       for key, rows in self.df.groupby(_METRIC)}
+
+    def variant_label(self, cell: str, n: int, variant: str) -> str:
+        return variant + (IDENTITY_MARK if (cell, n, variant) in self.identity else "")
+
+
+def _shown_metrics(recs: pd.DataFrame) -> list[tuple[str, str, str]]:
+    metrics = set(recs[_METRIC].itertuples(index=False, name=None))
+    word = {task for kind, task, metric in metrics if metric == "word_perplexity"}
+    metrics = {m for m in metrics if not (m[2] in _SAME_AS_WORD_PPL and m[1] in word)}
+    return sorted(metrics, key=lambda m: (m[0] != "editing", m[1], m[2]))
+
+
+def _header(metrics: list[tuple[str, str, str]]) -> list[str]:
+    return [m[2] if m[0] == "editing" else f"{m[1]}/{m[2]}" for m in metrics]
+
+
+def _markdown(rows: list[list[str]], header: list[str]) -> str:
+    return pd.DataFrame(rows, columns=header).to_markdown(
+        index=False, tablefmt=_MARKDOWN, stralign=None, numalign=None, disable_numparse=True)
+
+
+def _spectrum_peaks(spectrum: pd.DataFrame) -> dict[tuple, float]:
+    """(cell, variant, n, metric) -> the largest κ(W) or σ_max(W) over the cell's edited
+    matrices (n = 0: the same matrices unedited)."""
+    rows = spectrum[spectrum["metric"].isin(list(_SPECTRUM_COLUMNS))].dropna(subset=["value"])
+    peaks = rows.groupby(["cell", "variant", "n_edits", "metric"])["value"].max()
+    return {key: float(v) for key, v in peaks.items()}
 
 
 def _arrow(before: float | None, after: float | None) -> str:
     if after is None:
         return ""
-    return _fmt(after, 2) if before is None else f"{_fmt(before, 2)} → {_fmt(after, 2)}"
+    after_s = display.number(after, 1)
+    return after_s if before is None else f"{display.number(before, 1)} → {after_s}"
 
 
-def _spectrum_peaks(spectrum: pd.DataFrame) -> dict[tuple, float]:
-    """(editor, trajectory, variant, n, metric) -> the largest κ(W) or σ_max(W) over the
-    cell's edited matrices (n = 0: the same matrices unedited)."""
-    rows = spectrum[spectrum["metric"].isin(list(_SPECTRUM_COLUMNS))].dropna(subset=["value"])
-    peaks = rows.groupby(["editor", "trajectory", "variant", "n_edits", "metric"])["value"].max()
-    return {key: float(v) for key, v in peaks.items()}
+def _last(recs: pd.DataFrame) -> pd.DataFrame:
+    return recs[recs["n_edits"] == recs.groupby(_CELL)["n_edits"].transform("max")]
 
 
-def _headline_table(recs: pd.DataFrame, peaks: dict[tuple, float]) -> str:
-    """One (model, dataset): a row per cell at its last checkpoint, a column per metric."""
-    metrics = sorted(set(recs[_METRIC].itertuples(index=False, name=None)),
-                     key=lambda m: (m[0] != "editing", m[1], m[2]))
-    header = ["editor", "trajectory", "variant", "edits"]
-    header += [m[2] if m[0] == "editing" else f"{m[1]}/{m[2]}" for m in metrics]
-    header += list(_SPECTRUM_COLUMNS.values())
-    recs = recs.assign(text=[_fmt_mv(_number(v), _number(s))
-                             for v, s in zip(recs["value"], recs["stderr"])])
-    last = recs[recs["n_edits"] == recs.groupby(_CELL)["n_edits"].transform("max")]
-    at_last = (last.drop_duplicates(_CELL + _METRIC, keep="last")
-               .pivot(index=_CELL + ["n_edits"], columns=_METRIC, values="text").fillna(""))
+def _values_table(s: _Summary, recs: pd.DataFrame, peaks: dict[tuple, float]) -> str:
+    """A row per cell × variant at its last checkpoint, a column per metric."""
+    metrics = _shown_metrics(recs)
+    text = [display.value_se(_number(v), _number(e), s.digits[m])
+            for v, e, m in zip(recs["value"], recs["stderr"],
+                               recs[_METRIC].itertuples(index=False, name=None))]
+    recs = recs.assign(text=text)
     rows = []
     base = recs[(recs["n_edits"] == 0) & (recs["variant"] == "none")].drop_duplicates(_METRIC)
     if len(base):
-        text = dict(zip(base[_METRIC].itertuples(index=False, name=None), base["text"]))
+        first = dict(zip(base[_METRIC].itertuples(index=False, name=None), base["text"]))
         # no spectrum here: each editor edits its own matrices, so their unedited
         # values are shown on the editor's rows (n=0 → n)
-        rows.append(["(unedited)", "", "", "0"] + [text.get(m, "") for m in metrics] + ["", ""])
-    for (editor, trajectory, variant, *_, n), vals in at_last.iterrows():
-        spectrum = [_arrow(peaks.get((editor, trajectory, variant, 0, metric)),
-                           peaks.get((editor, trajectory, variant, n, metric)))
+        rows.append(["(unedited)", "", "", "0"] + [first.get(m, "") for m in metrics] + ["", ""])
+    at_last = (_last(recs).drop_duplicates(_CELL + _METRIC, keep="last")
+               .pivot(index=_CELL + ["n_edits"], columns=_METRIC, values="text").fillna(""))
+    for (editor, trajectory, variant, *_, cell, n), vals in at_last.iterrows():
+        spectrum = [_arrow(peaks.get((cell, variant, 0, metric)), peaks.get((cell, variant, n, metric)))
                     for metric in _SPECTRUM_COLUMNS]
-        rows.append([editor, trajectory, variant, str(n)] + [vals.get(m, "") for m in metrics]
-                    + spectrum)
-    return pd.DataFrame(rows, columns=header).to_markdown(
-        index=False, tablefmt=_MARKDOWN, stralign=None, numalign=None, disable_numparse=True)
+        rows.append([editor, trajectory, s.variant_label(cell, n, variant), str(n)]
+                    + [vals.get(m, "") for m in metrics] + spectrum)
+    header = ["editor", "trajectory", "variant", "edits"] + _header(metrics)
+    return _markdown(rows, header + list(_SPECTRUM_COLUMNS.values()))
 
 
-def headline_markdown(records: Sequence[Record], *, title: str = "") -> str:
-    """Markdown tables per (model, dataset): one row per editor × trajectory × variant at
-    the last checkpoint, one column per editing/general metric (value ± stderr), with
-    the unedited model (n = 0) as the first row where it was evaluated."""
-    return _headline(records_frame(records), title)
+def _change_table(s: _Summary, recs: pd.DataFrame, paired: pd.DataFrame) -> str | None:
+    """Δ from the unedited model at each row's last checkpoint, with its interval."""
+    metrics = _shown_metrics(recs)
+    last = _last(recs)[_CELL + ["n_edits"]].drop_duplicates()
+    vs = paired[paired["comparison"] == "vs_unedited"].merge(last, on=_CELL + ["n_edits"])
+    if not len(vs):
+        return None
+    rows = []
+    for (editor, trajectory, variant, *_, cell, n), group in vs.groupby(_CELL + ["n_edits"], sort=True):
+        by_metric = {(r.kind, r.task, r.metric): display.change(
+            r.delta, r.ci_low, r.ci_high, bool(r.significant), s.digits[(r.kind, r.task, r.metric)])
+            for r in group.itertuples()}
+        rows.append([editor, trajectory, s.variant_label(cell, n, variant), str(n)]
+                    + [by_metric.get(m, "") for m in metrics])
+    return _markdown(rows, ["editor", "trajectory", "variant", "edits"] + _header(metrics))
 
 
-def _headline(df: pd.DataFrame, title: str) -> str:
+def _collapse_table(s: _Summary, collapse: pd.DataFrame) -> str | None:
+    if not len(collapse):
+        return None
+    metrics = sorted(set(collapse[_METRIC].itertuples(index=False, name=None)),
+                     key=lambda m: (m[0] != "editing", m[1], m[2]))
+    settings = s.settings[1]
+    header = []
+    for kind, task, metric in metrics:
+        if kind == "editing":
+            header.append(f"{metric} < {settings.efficacy_threshold:g}")
+        else:
+            rise = lower_is_better(metric, s.statistics.get((kind, task, metric)))
+            header.append(f"{task}/{metric} {'+' if rise else '−'}{settings.general_loss:.0%}")
+    rows = []
+    for (editor, trajectory, variant, *_, cell), group in collapse.groupby(_CELL, sort=True):
+        points = {(r.kind, r.task, r.metric): display.collapse_point(
+            r.edits, bool(r.reached), bool(r.interpolated), int(r.by)) for r in group.itertuples()}
+        last = int(group["by"].max())
+        rows.append([editor, trajectory, s.variant_label(cell, last, variant)]
+                    + [points.get(m, "") for m in metrics])
+    return _markdown(rows, ["editor", "trajectory", "variant"] + header)
+
+
+def _summary_markdown(s: _Summary, title: str) -> str:
+    df = s.df
+    if not len(df):
+        return ""
     spectrum = df[df["kind"] == "spectrum"]
     out = [f"# {title}\n"] if title else []
+    out.append(caption(*s.settings))
+    level = f"{s.settings[0].confidence:.0%}"
     for (model, dataset), recs in df[df["kind"] != "spectrum"].groupby(["model", "dataset"]):
-        table = _headline_table(recs, _spectrum_peaks(spectrum[spectrum["model"] == model]))
-        out.append(f"## {model} · {dataset}\n\n{table}\n")
+        peaks = _spectrum_peaks(spectrum[spectrum["model"] == model])
+        out.append(f"## {model} · {dataset}\n\n### Values\n\n{_values_table(s, recs, peaks)}\n")
+        mine = (s.paired["model"] == model) & (s.paired["dataset"] == dataset)
+        if (change := _change_table(s, recs, s.paired[mine])) is not None:
+            out.append(f"### Change from the unedited model (Δ [{level} paired interval])\n\n"
+                       f"{change}\n")
+        mine = (s.collapse["model"] == model) & (s.collapse["dataset"] == dataset)
+        if (collapse := _collapse_table(s, s.collapse[mine])) is not None:
+            out.append(f"### Collapse points (edits)\n\n{collapse}\n")
     return "\n".join(out)
 
 
-def write_tables(directory: Path, records: Sequence[Record], *, title: str = "") -> list[Path]:
+def headline_markdown(records: Sequence[Record], *, title: str = "",
+                      samples: Sequence[SampleRow] = ()) -> str:
+    """Markdown tables per (model, dataset): one row per cell × variant at the last
+    checkpoint, one column per editing/general metric (value ± stderr), the unedited model
+    (n = 0) first; then the change from the unedited model with paired intervals (where
+    there are samples) and the collapse points."""
+    return _summary_markdown(_Summary(records, list(samples)), title)
+
+
+def _samples_of(directory: Path) -> list[SampleRow]:
+    path = directory / "samples.jsonl"
+    return read_samples(path) if path.is_file() else []
+
+
+def write_tables(directory: Path, records: Sequence[Record], *, title: str = "",
+                 samples: Sequence[SampleRow] | None = None) -> list[Path]:
+    """Write the tables under ``directory/tables``; ``samples`` default to the folder's
+    ``samples.jsonl`` (none when it has no such file)."""
+    samples = _samples_of(directory) if samples is None else list(samples)
     tables = directory / "tables"
-    paths = [tables / "records.csv", tables / "pivot.csv", tables / "summary.md"]
-    df = records_frame(records)  # built once for the three tables
-    io.write_text(paths[0], _csv(df))
-    io.write_text(paths[1], _csv(_pivot(df)))
-    io.write_text(paths[2], _headline(df, title))
+    paths = [tables / name for name in
+             ("records.csv", "pivot.csv", "paired.csv", "collapse.csv", "summary.md")]
+    summary = _Summary(records, samples)
+    io.write_text(paths[0], _csv(summary.df))
+    io.write_text(paths[1], _csv(_pivot(summary.df)))
+    io.write_text(paths[2], _csv(summary.paired))
+    io.write_text(paths[3], _csv(summary.collapse))
+    io.write_text(paths[4], _summary_markdown(summary, title))
     return paths

@@ -20,7 +20,8 @@ MATRICES = ("layer.1", "layer.2", "layer.3")
 def _rec(**kw) -> Record:
     base = dict(grid="g", cell="c", model="m", editor="rome", dataset="cf", trajectory="none",
                 batch_size=1, seed=0, timing="first-n", n_edits=0, variant="none",
-                kind="editing", task="cf", metric="efficacy", value=1.0, n=8)
+                kind="editing", task="cf", metric="efficacy", value=1.0, n=8,
+                scorer="teacher-forced", protocol="p")
     return Record(**{**base, **kw})
 
 
@@ -36,7 +37,7 @@ def records() -> list[Record]:
     for editor, n in itertools.product(EDITORS, CHECKPOINTS):
         cell = f"cell-{editor}"
         out.append(_rec(cell=cell, editor=editor, n_edits=n, value=_value(editor, n, "efficacy"),
-                        stderr=0.25))
+                        stderr=0.3))
         out.append(_rec(cell=cell, editor=editor, n_edits=n, kind="general", task="wiki",
                         metric="ppl", value=_value(editor, n, "ppl")))
         for matrix, metric in itertools.product(MATRICES, ("kappa_w", "sigma_max_w")):
@@ -83,8 +84,14 @@ def test_pivot_later_duplicate_wins():
     assert pivot_csv([b, a]).splitlines()[1].endswith(",1.0")
 
 
-def _table_rows(md: str) -> list[dict[str, str]]:
-    lines = [line for line in md.splitlines() if line.startswith("|")]
+def _table_rows(md: str, section: str = "### Values") -> list[dict[str, str]]:
+    """The rows of the first Markdown table after ``section``."""
+    lines = []
+    for line in md[md.index(section):].splitlines()[1:]:
+        if line.startswith("|"):
+            lines.append(line)
+        elif lines:
+            break
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert set(lines[1]) <= {"|", "-"}
     return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
@@ -92,7 +99,8 @@ def _table_rows(md: str) -> list[dict[str, str]]:
 
 def test_headline_last_checkpoint_and_spectrum_peaks(records):
     md = headline_markdown(records, title="t")
-    assert md.startswith("# t\n\n## m · cf\n\n| editor | trajectory | variant | edits | efficacy |")
+    assert md.startswith("# t\n\nValues are at each row's last checkpoint: value ± standard error")
+    assert "## m · cf\n\n### Values\n\n| editor | trajectory | variant | edits | efficacy |" in md
     rows = _table_rows(md)
     assert [r["editor"] for r in rows] == ["(unedited)", "memit", "rome"]
     last = max(CHECKPOINTS)
@@ -100,19 +108,20 @@ def test_headline_last_checkpoint_and_spectrum_peaks(records):
         editor = row["editor"]
         assert row["edits"] == str(last)
         eff = _value(editor, last, "efficacy")
-        assert row["efficacy"] == f"{eff:.4f} ± 0.25"
-        assert row["wiki/ppl"] == f"{_value(editor, last, 'ppl'):.4f}"
+        assert row["efficacy"] == f"{eff:.1f} ± 0.3"  # values beyond 0-1: 1 decimal
+        assert row["wiki/ppl"] == f"{_value(editor, last, 'ppl'):.1f}"
         assert row["locality"] == ("—" if editor == "rome" else "")
         for metric, column in (("kappa_w", "κ max (n=0 → n)"),
                                ("sigma_max_w", "σ_max max (n=0 → n)")):
             # the largest over the edited matrices, computed independently with numpy
             peak = {n: np.max([_value(editor, n, metric, m) for m in MATRICES]) for n in (0, last)}
-            assert row[column] == f"{peak[0]:.2f} → {peak[last]:.2f}"
+            assert row[column] == f"{peak[0]:.1f} → {peak[last]:.1f}"
     unedited = rows[0]
     assert unedited["edits"] == "0"
     # the first n = 0 record of each metric (here the first editor's)
-    assert unedited["efficacy"] == f"{_value('rome', 0, 'efficacy'):.4f} ± 0.25"
+    assert unedited["efficacy"] == f"{_value('rome', 0, 'efficacy'):.1f} ± 0.3"
     assert unedited["κ max (n=0 → n)"] == ""
+    assert "### Change from the unedited model" not in md  # no samples: no paired intervals
 
 
 def test_headline_one_row_per_seed():
@@ -120,14 +129,14 @@ def test_headline_one_row_per_seed():
     recs = [_rec(seed=s, cell=f"c{s}", n_edits=n, value=float(10 * s + n))
             for s, n in itertools.product((0, 1, 2), (0, 4))]
     rows = _table_rows(headline_markdown(recs))
-    assert [r["efficacy"] for r in rows] == ["0.0000", "4.0000", "14.0000", "24.0000"]
+    assert [r["efficacy"] for r in rows] == ["0.0", "4.0", "14.0", "24.0"]
 
 
 def test_small_and_large_values_use_significant_digits():
     recs = [_rec(n_edits=0, value=1e-5), _rec(n_edits=0, metric="big", value=123456.0),
             _rec(n_edits=0, metric="zero", value=0.0)]
     (row,) = [r for r in _table_rows(headline_markdown(recs)) if r["editor"] == "rome"]
-    assert (row["efficacy"], row["big"], row["zero"]) == ("1e-05", "1.235e+05", "0.0000")
+    assert (row["efficacy"], row["big"], row["zero"]) == ("1e-05", "1.23e+05", "0.000")
 
 
 def test_empty_records():
