@@ -7,7 +7,7 @@ torch (and its CUDA packages) behind our back. Environments are reused between r
 only reinstalled when the lock file or pyproject.toml changes.
 
 Sessions: tests (the README test command), lint, lock, bench, reproduce (the README main
-command), grid, regression, report, stats.
+command), grid, regression, report, leaderboard, stats.
 """
 
 from __future__ import annotations
@@ -145,6 +145,14 @@ def report(session: nox.Session) -> None:
     """Regenerate tables and plots: nox -s report -- results/v1/smoke."""
     _install(session)
     session.run("seqedit", "report", *session.posargs, env=_env(session))
+
+
+@nox.session
+def leaderboard(session: nox.Session) -> None:
+    """Build the leaderboard site from the committed results into site/ (committed; a test
+    checks it is what a build gives)."""
+    _install(session)
+    session.run("seqedit", "leaderboard", "build", "--committed", env=_env(session))
 
 
 @nox.session

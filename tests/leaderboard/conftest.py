@@ -97,3 +97,29 @@ def submission(_ci_template, tmp_path) -> Path:
     dst = tmp_path / "ci"
     shutil.copytree(_ci_template, dst)
     return dst
+
+
+def site_sources(root: Path) -> list[Path]:
+    """The result folders the project's site is built from, as the current schema reads
+    them: the committed folders themselves, or (while they are of an older schema) their
+    upgraded copies under ``root``."""
+    from benchmark.leaderboard.build import SOURCES
+
+    out = []
+    for rel in SOURCES:
+        folder = settings.REPO_ROOT / rel
+        first = json.loads((folder / "records.jsonl").read_text().splitlines()[0])
+        if first["schema_version"] < RECORDS_SCHEMA_VERSION:
+            folder = upgraded_copy(folder, root / Path(rel).name)
+        out.append(folder)
+    return out
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory) -> Path:
+    """The site built from :func:`site_sources` (once per session)."""
+    from benchmark.leaderboard.build import build_site
+
+    root = tmp_path_factory.mktemp("site")
+    build_site(site_sources(root / "sources"), root / "site")
+    return root / "site"
