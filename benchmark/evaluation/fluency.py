@@ -2,8 +2,14 @@
 
 Fluency of one generated text is the weighted mean of its 2-gram and 3-gram entropies
 (bits), weights 2/3 and 4/3: ``(2/3*H2 + 4/3*H3) / 2``. Words are ``\\w+`` runs and single
-punctuation characters, lower-cased (ROME tokenises with NLTK's word_tokenize, which needs
-a download; the regex split agrees with it on plain text).
+punctuation characters (ROME tokenises with NLTK's word_tokenize, which needs a download;
+the regex split agrees with it on plain text).
+
+Two settings, keyword arguments of :func:`generation_fluency` (defaults as ROME's released
+``n_gram_entropy``): ``scored`` -- which text is scored, ``"prompt+continuation"`` (ROME:
+the generated text includes its prompt) or ``"continuation"``; ``lowercase`` -- lower-case
+the words first (ROME: no). :func:`fluency_score` scores a bare text and lower-cases by
+default (the form of the suite's earlier fluency records: continuation, lower-cased).
 
 Sampling uses one ``torch.Generator`` per prompt, seeded with ``seed + index of the
 prompt``, so a text does not depend on the batch it was generated in.
@@ -15,15 +21,19 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 NGRAM_WEIGHTS = {2: 2 / 3, 3: 4 / 3}
+ScoredText = Literal["prompt+continuation", "continuation"]
+SCORED_TEXTS: tuple[str, ...] = get_args(ScoredText)
 
 
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+def words(text: str, *, lowercase: bool = True) -> list[str]:
+    """``\\w+`` runs and single punctuation characters of ``text`` (lower-cased if asked)."""
+    return _WORD.findall(text.lower() if lowercase else text)
 
 
 def ngram_entropy(tokens: Sequence[str], n: int) -> float:
@@ -35,11 +45,23 @@ def ngram_entropy(tokens: Sequence[str], n: int) -> float:
     return -sum(c / total * math.log2(c / total) for c in grams.values())
 
 
-def fluency_score(text: str) -> float:
-    """Weighted mean of the 2- and 3-gram entropies of ``text`` (weights 2/3, 4/3)."""
-    toks = words(text)
+def fluency_score(text: str, *, lowercase: bool = True) -> float:
+    """Weighted mean of the 2- and 3-gram entropies of ``text`` (weights 2/3, 4/3). Scores
+    ``text`` as given, lower-cased unless ``lowercase=False``; :func:`generation_fluency`
+    holds the recorded settings with ROME's defaults."""
+    toks = words(text, lowercase=lowercase)
     vals = [w * ngram_entropy(toks, n) for n, w in NGRAM_WEIGHTS.items()]
     return sum(vals) / len(vals)
+
+
+def generation_fluency(prompt: str, continuation: str, *, scored: ScoredText = "prompt+continuation",
+                       lowercase: bool = False) -> float:
+    """Fluency of one generation: of ``prompt + continuation`` (ROME) or of the continuation
+    alone, words lower-cased or not (module docstring)."""
+    if scored not in SCORED_TEXTS:
+        raise ValueError(f"fluency: scored must be one of {SCORED_TEXTS}, got {scored!r}")
+    text = prompt + continuation if scored == "prompt+continuation" else continuation
+    return fluency_score(text, lowercase=lowercase)
 
 
 @torch.no_grad()
