@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).resolve().parent
+#: results/<SUITE_VERSION>/ (read from the package without importing it: nox runs outside the venv)
+SUITE_VERSION = re.search(r'^SUITE_VERSION = "([^"]+)"', (ROOT / "benchmark" / "__init__.py")
+                          .read_text(encoding="utf-8"), re.M).group(1)
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests"]
@@ -137,12 +141,12 @@ def _regression(session: nox.Session) -> None:
     shutil.rmtree(work, ignore_errors=True)  # a fresh run, never a resumed one
     session.run("seqedit", "grid", "--grid", "ci", "--out", str(out), "--workdir", str(work),
                 "--no-progress", env=env)
-    session.run("seqedit", "compare", str(ROOT / "results" / "v1" / "ci"), str(out), env=env)
+    session.run("seqedit", "compare", str(ROOT / "results" / SUITE_VERSION / "ci"), str(out), env=env)
 
 
 @nox.session
 def report(session: nox.Session) -> None:
-    """Regenerate tables and plots: nox -s report -- results/v1/smoke."""
+    """Regenerate tables and plots: nox -s report -- results/v2/smoke."""
     _install(session)
     session.run("seqedit", "report", *session.posargs, env=_env(session))
 

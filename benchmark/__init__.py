@@ -7,4 +7,4 @@ Subpackages: ``benchmark`` (specs, models, data, runner, evaluation, results, CL
 
 __version__ = "0.1.0"
 #: Version of the result schema and evaluation protocol; results live in results/<SUITE_VERSION>/.
-SUITE_VERSION = "v1"
+SUITE_VERSION = "v2"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmark import SUITE_VERSION
 from tests.runner.test_sigkill import _cmd, _events, _run_until
 
 pytestmark = pytest.mark.slow
@@ -106,7 +107,7 @@ def test_five_random_kills_then_resume_equal_uninterrupted(tmp_path):
     assert len(watcher.versions) == 2  # the old folder until the final publish swapped it
     assert (out / "records.jsonl").read_text() == reference
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("out.")] == []
-    events = _events(wd / "v1" / "ci" / "progress.jsonl")
+    events = _events(wd / SUITE_VERSION / "ci" / "progress.jsonl")
     assert sum(e["event"] == "publish_start" for e in events) >= 3  # 2 killed, 1 finished
     assert sum(e["event"] == "published" for e in events) >= 1
     assert os.path.isdir(out / "plots")

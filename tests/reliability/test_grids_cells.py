@@ -9,6 +9,7 @@ import dataclasses
 
 import pytest
 
+from benchmark import SUITE_VERSION
 from benchmark.core.errors import SeqeditError
 from benchmark.runner import run_grid
 from tests.reliability.conftest import tree_hashes
@@ -81,7 +82,7 @@ def test_grid_name_outside_its_root_refused(published, name, root):
         run_grid(grid, workdir=published.workdir, out=out, components=published.comps,
                  progress=False)
     base = published.workdir if root == "workdir" else settings.RESULTS_DIR
-    assert f"resolves outside {base / 'v1'}" in str(info.value)
+    assert f"resolves outside {base / SUITE_VERSION}" in str(info.value)
     assert published.hashes() == before
     assert tree_hashes(published.workdir) == work_before
     assert tree_hashes(settings.RESULTS_DIR) == results_before
@@ -143,4 +144,4 @@ def test_cells_prefix_runs_one_cell_and_keeps_the_others(published, cli, tmp_pat
     assert (out / "records.jsonl").read_bytes() == records
     assert (out / "cells.jsonl").read_bytes() == cells
     assert (out / "provenance" / f"{other.folder}.json").read_bytes() == prov_other
-    assert (workdir / "v1" / "rgrid" / other.folder).exists() != fresh_workdir
+    assert (workdir / SUITE_VERSION / "rgrid" / other.folder).exists() != fresh_workdir

@@ -11,6 +11,7 @@ import signal
 
 import pytest
 
+from benchmark import SUITE_VERSION
 from benchmark.core import io
 from benchmark.publish import publish, recover
 from tests.reliability.conftest import tree_hashes
@@ -49,9 +50,9 @@ def old_and_new(published, tmp_path):
     publish of the finished work folder gives (built elsewhere)."""
     partial = tmp_path / "partial"
     shutil.copytree(published.workdir, partial)
-    (partial / "v1" / "rgrid" / published.grid.cells[1].folder / "done.json").unlink()
+    (partial / SUITE_VERSION / "rgrid" / published.grid.cells[1].folder / "done.json").unlink()
     shutil.rmtree(published.out)
-    publish(published.grid, partial / "v1" / "rgrid", published.out)
+    publish(published.grid, partial / SUITE_VERSION / "rgrid", published.out)
     publish(published.grid, published.wd, tmp_path / "new")
     old, new = tree_hashes(published.out), tree_hashes(tmp_path / "new")
     assert old != new and "records.jsonl" in old

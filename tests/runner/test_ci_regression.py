@@ -1,5 +1,5 @@
 """What `nox -s regression` checks: a fresh run of the `ci` grid against the committed
-results/v1/ci, within the tolerances of benchmark/grids/tolerances.yaml."""
+results/<suite version>/ci, within the tolerances of benchmark/grids/tolerances.yaml."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from benchmark import SUITE_VERSION
 from benchmark.cli import main
 from benchmark.compare import Rule, Tolerances, compare_records, load_tolerances
 from benchmark.results import Record, read_records, write_records
@@ -202,7 +203,7 @@ def test_committed_smoke_results_compare(metric_path, tmp_path, capsys):
     tolerances file), exit 1 naming the metric."""
     from benchmark.core import settings
 
-    smoke = settings.RESULTS_DIR / "v1" / "smoke"
+    smoke = settings.RESULTS_DIR / SUITE_VERSION / "smoke"
     assert main(["compare", str(smoke), str(smoke)]) == 0
     capsys.readouterr()
     rule = load_tolerances().rule_for(metric_path)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmark import SUITE_VERSION
+
 pytestmark = pytest.mark.slow
 
 
@@ -36,7 +38,7 @@ def _events(progress: Path) -> list[dict]:
 
 def _run_until(workdir: Path, out: Path, resume: bool, condition, timeout: float = 600) -> bool:
     """Start the grid, SIGKILL it once ``condition(new events)`` holds; True if killed."""
-    progress = workdir / "v1" / "ci" / "progress.jsonl"
+    progress = workdir / SUITE_VERSION / "ci" / "progress.jsonl"
     seen = len(_events(progress))
     env = dict(os.environ)
     proc = subprocess.Popen(_cmd(workdir, out, resume), env=env, stdout=subprocess.DEVNULL,
@@ -81,7 +83,7 @@ def test_sigkill_three_times_then_resume_equals_uninterrupted(tmp_path):
     subprocess.run(_cmd(wd, out, True), check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     assert (out / "records.jsonl").read_text() == reference
-    events = _events(wd / "v1" / "ci" / "progress.jsonl")
+    events = _events(wd / SUITE_VERSION / "ci" / "progress.jsonl")
     assert sum(e["event"] == "resumed" for e in events) >= 2
     assert sum(e["event"] == "skipped_completed" for e in events) >= 1
 
