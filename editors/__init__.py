@@ -1,8 +1,13 @@
 """Editing methods behind one contract (see editors.base).
 
 ``EDITORS`` is a lazy registry of method name -> editor class ("module:Class" strings,
-imported on first lookup). Every editor class takes ``(hparams, *, data_root=None,
-cache_root=None, progress=True, target_engine="fast")`` and implements
+imported on first lookup), plus the editors that installed packages declare under the entry
+point group ``seqedit.editors`` (docs/extending.md). A plugin editor class also carries
+``hparams_schema`` (a pydantic model with ``source``, ``layers``, ``templates``, ``target``
+and ``stats``, e.g. a subclass of :class:`editors.hparams.ROMEHparams`) and may carry
+``hparams_dir`` (a folder of ``<method>/<model>.yaml``). Every editor class takes
+``(hparams, *, data_root=None, cache_root=None, progress=True, target_engine="fast")`` and
+implements
 :class:`editors.base.Editor`; ``target_engine`` selects how the target optimisation runs
 (:data:`editors.targets.ENGINES`; ``"suffix"`` is the reference path).
 
@@ -17,7 +22,7 @@ from typing import Any
 
 from benchmark.core.registry import Registry
 
-EDITORS: Registry[Any] = Registry("editor")
+EDITORS: Registry[Any] = Registry("editor", entry_points="seqedit.editors")
 EDITORS.register("rome", "editors.rome:ROME")
 EDITORS.register("memit", "editors.memit:MEMIT")
 EDITORS.register("memit-seq", "editors.memit:SequentialMEMIT")

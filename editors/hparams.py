@@ -48,6 +48,7 @@ from benchmark.core import io
 from benchmark.core.arch import ModelEntry
 from benchmark.core.errors import DataError
 from benchmark.core.modelref import model_slug
+from benchmark.core.registry import Registry
 from editors.mend.hparams import MENDHparams
 
 HPARAMS_DIR = Path(__file__).resolve().parent / "hparams"
@@ -208,13 +209,16 @@ def hparams_path(method: str, model_name: str) -> Path:
     return next((c for c in candidates if c.is_file()), candidates[-1])
 
 
+#: The editors that installed packages declare (entry point group ``seqedit.editors``), read
+#: here for their ``hparams_schema`` and ``hparams_dir`` (``editors.EDITORS`` holds them too).
+PLUGIN_EDITORS: Registry[Any] = Registry("editor", entry_points="seqedit.editors")
+
+
 def _plugin_editor(method: str):
     """The editor class of a method without a built-in schema (a plugin), or None."""
-    if method in HPARAMS_SCHEMAS:
+    if method in HPARAMS_SCHEMAS or method not in PLUGIN_EDITORS:
         return None
-    from editors import EDITORS
-
-    return EDITORS.get(method) if method in EDITORS else None
+    return PLUGIN_EDITORS.get(method)
 
 
 def schema_for(method: str, source: str | Path = "<dict>") -> type[BaseModel]:
@@ -223,9 +227,10 @@ def schema_for(method: str, source: str | Path = "<dict>") -> type[BaseModel]:
         return HPARAMS_SCHEMAS[method]
     schema = getattr(_plugin_editor(method), "hparams_schema", None)
     if schema is None:
-        from editors import EDITORS
-
-        raise DataError(source, f"unknown editing method {method!r}; known: {EDITORS.names()}")
+        known = sorted(set(HPARAMS_SCHEMAS) | set(PLUGIN_EDITORS.names()))
+        hint = (f"plugin editor {method!r} ({PLUGIN_EDITORS.plugin_origin(method)}) has no "
+                "hparams_schema" if method in PLUGIN_EDITORS else f"known: {known}")
+        raise DataError(source, f"unknown editing method {method!r}; {hint}")
     return schema
 
 
