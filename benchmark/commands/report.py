@@ -1,4 +1,5 @@
-"""``seqedit report DIR``: regenerate tables and PNG plots of a results folder."""
+"""``seqedit report DIR... [--update-readme README.md]``: regenerate tables and plots of
+result folders, and optionally the README's headline block from them."""
 
 from __future__ import annotations
 
@@ -6,17 +7,32 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="regenerate tables and plots from a results folder")
-    p.add_argument("dir", type=Path, help="results folder holding records.jsonl")
+    p = sub.add_parser("report", help="regenerate tables and plots from results folders")
+    p.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
+                   help="results folder(s) holding records.jsonl (and samples.jsonl)")
+    p.add_argument("--update-readme", type=Path, default=None, metavar="README",
+                   help="replace the text between <!-- headline:begin --> and "
+                        "<!-- headline:end --> in this file with the headline tables of DIR...")
+    p.add_argument("--readme-only", action="store_true",
+                   help="with --update-readme: leave the folders' tables and plots as they are")
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
+    from benchmark.core.errors import SeqeditError
     from benchmark.publish import regenerate
+    from benchmark.stats.headline import update_readme
 
-    out = regenerate(args.dir)
-    for kind, paths in out.items():
-        print(f"{kind}: {len(paths)}")
-        for p in paths:
-            print(f"  {p}")
+    if args.readme_only and args.update_readme is None:
+        raise SeqeditError("--readme-only needs --update-readme README")
+    if not args.readme_only:
+        for directory in args.dirs:
+            out = regenerate(directory)
+            for kind, paths in out.items():
+                print(f"{directory}: {kind}: {len(paths)}")
+                for p in paths:
+                    print(f"  {p}")
+    if args.update_readme is not None:
+        changed = update_readme(args.update_readme, args.dirs)
+        print(f"{args.update_readme}: headline {'updated' if changed else 'unchanged'}")
     return 0
