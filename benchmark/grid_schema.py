@@ -34,6 +34,20 @@ class Requirements(BaseModel):
     gpu: bool = False
 
 
+class Resources(BaseModel):
+    """What each job asks for when the grid is fanned out (``seqedit grid --executor``):
+    one job per cell. The CLI flags of the same names override these."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    partition: str | None = None  # Slurm partition (None: the cluster's default)
+    gpus: int | None = Field(None, ge=0)  # per job; None: 1 if requires.gpu, else 0
+    cpus: int | None = Field(None, gt=0)  # per job; None: run.threads, else 1
+    mem_gb: float | None = Field(None, gt=0)  # per job; None: the cluster's default
+    time_min: int = Field(240, gt=0)  # per attempt; a timed-out job requeues and resumes
+    parallel: int | None = Field(None, gt=0)  # jobs at once (None: run.jobs locally, all on Slurm)
+    slurm: dict[str, str | int] = Field(default_factory=dict)  # more sbatch options (account, qos, ...)
+
+
 class RunOptions(BaseModel):
     """Options that do not change results (not part of any cell's hash)."""
 
@@ -45,6 +59,8 @@ class RunOptions(BaseModel):
     threads: int | None = Field(None, gt=0)
     #: cells run in this many processes at once (each with ``threads`` threads, default 1)
     jobs: int = Field(1, gt=0)
+    #: per job, when the grid is fanned out over local processes or Slurm
+    resources: Resources = Resources()
 
 
 class Axes(BaseModel):

@@ -169,17 +169,39 @@ def run_grid(grid: Grid, *, workdir: Path | None = None, out: Path | None = None
         torch.set_num_threads(threads_before)
 
 
-def _run_grid(grid: Grid, cells: list[CellSpec], wd: Path, *, out, resume, device, progress,
-              components, hooks, publish_results, jobs, threads, selected) -> GridOutcome:
-    ctx = RunContext(grid=grid.name, device=device or grid.run.device,
-                     save_every=grid.run.save_every, resume=resume, progress=progress,
-                     progress_log=wd / "progress.jsonl", baseline_dir=wd / "baselines")
-    if not resume:
+def run_context(grid: Grid, wd: Path, *, resume: bool, device: str | None,
+                progress: bool) -> RunContext:
+    """How the cells of ``grid`` run in the work folder ``wd``."""
+    return RunContext(grid=grid.name, device=device or grid.run.device,
+                      save_every=grid.run.save_every, resume=resume, progress=progress,
+                      progress_log=wd / "progress.jsonl", baseline_dir=wd / "baselines")
+
+
+def run_single_cell(spec: CellSpec, wd: Path, ctx: RunContext,
+                    threads: int | None = None) -> CellStatus:
+    """Run one cell in this process without holding the work folder (a job of a grid fanned
+    out by :mod:`benchmark.executors`; the cell's own lock keeps a second process off it).
+    Any failure is recorded in the cell's folder and returned as its status."""
+    import torch
+
+    torch.set_num_threads(threads or 1)
+    return _run_one(spec, Path(wd), ctx, None, None)
+
+
+def start_workdir(grid: Grid, wd: Path, ctx: RunContext, n_cells: int) -> None:
+    """Ready the work folder for a run of ``n_cells`` cells (its owner calls this once)."""
+    if not ctx.resume:
         # a fresh run must not reuse unedited-model evaluations of an older code version
         for p in sorted((wd / "baselines").glob("*.json")) if (wd / "baselines").is_dir() else []:
             p.unlink()
     io.write_text(wd / "grid.yaml", grid.source_text)
-    ctx.event("-", "grid_start", cells=len(cells), resume=resume)
+    ctx.event("-", "grid_start", cells=n_cells, resume=ctx.resume)
+
+
+def _run_grid(grid: Grid, cells: list[CellSpec], wd: Path, *, out, resume, device, progress,
+              components, hooks, publish_results, jobs, threads, selected) -> GridOutcome:
+    ctx = run_context(grid, wd, resume=resume, device=device, progress=progress)
+    start_workdir(grid, wd, ctx, len(cells))
     if jobs > 1 and len(cells) > 1:
         if components is not None or hooks is not None:
             raise ValueError("parallel cells (jobs > 1) run the default components only")

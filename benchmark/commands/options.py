@@ -10,6 +10,7 @@ an existing file where a folder is wanted, or that cannot be written, is an
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 from pathlib import Path
 
@@ -90,3 +91,41 @@ def add_run_options(p: argparse.ArgumentParser, *, roots: bool = True, device: s
         p.add_argument("--threads", type=positive_int, default=None,
                        help="torch intra-op threads (default: torch's own choice)")
     p.add_argument("--json", action="store_true", help=json_help)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help in the style of lm-eval's CLI: the description and the examples as written, and
+    each option's default appended to its help unless the help already states it (or the
+    default is empty: None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or not action.option_strings or default is argparse.SUPPRESS
+                or default is None or default is False or default == []):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def add_command(sub, name: str, *, summary: str, description: str,
+                examples: tuple[str, ...] = (), aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """A subcommand parser with a one-line ``summary`` (in ``seqedit --help``), a
+    ``description`` and ``examples`` (each a command line, shown under ``examples:``)."""
+    epilog = ("examples:\n" + "\n".join(f"  {e}" for e in examples)) if examples else None
+    return sub.add_parser(name, help=summary, description=description, epilog=epilog,
+                          formatter_class=HelpFormatter, aliases=list(aliases))
+
+
+def deprecated_alias(p: argparse.ArgumentParser, old: str, dest: str, **kwargs) -> None:
+    """A hidden option ``old`` kept for old command lines; :func:`take_deprecated` moves its
+    value to ``dest`` with a warning naming the new option."""
+    p.add_argument(old, dest=f"_deprecated_{dest}", default=None, help=argparse.SUPPRESS, **kwargs)
+
+
+def take_deprecated(args: argparse.Namespace, old: str, new: str, dest: str):
+    """The value given to the deprecated ``old`` option (None if not given), with a warning
+    naming ``new``; the caller decides where the value goes."""
+    value = getattr(args, f"_deprecated_{dest}", None)
+    if value is not None:
+        logging.getLogger("seqedit").warning("%s is deprecated; use %s", old, new)
+    return value
