@@ -41,8 +41,19 @@ def number(x: float | None, digits: int, sign: bool = False) -> str:
     return f"{x:{plus}.{digits}f}"
 
 
+def widened(digits: int, *xs: float | None) -> int:
+    """``digits``, or where the smallest non-zero of ``xs`` would show as 0, raised (by at
+    most 3) until it shows two significant digits."""
+    small = [abs(x) for x in xs if not _missing(x) and x != 0]
+    if not small or min(small) >= 0.5 * 10 ** -digits:
+        return digits
+    need = 1 - math.floor(math.log10(min(small)))
+    return min(max(digits, need), digits + 3)
+
+
 def value_se(value: float | None, stderr: float | None, digits: int) -> str:
-    """``value ± standard error`` (the error only where known)."""
+    """``value ± standard error`` (the error only where known), both to the same decimals."""
+    digits = widened(digits, stderr)
     s = number(value, digits)
     if not _missing(value) and not _missing(stderr):
         s += f" ± {number(stderr, digits)}"
@@ -54,6 +65,7 @@ def change(delta: float | None, low: float | None, high: float | None, significa
     """``+Δ [low, high]``, with ``*`` when significant."""
     if _missing(delta):
         return MISSING
+    digits = widened(digits, low, high)
     s = number(delta, digits, sign=True)
     if not (_missing(low) or _missing(high)):
         s += f" [{number(low, digits)}, {number(high, digits)}]"
