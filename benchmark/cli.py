@@ -25,6 +25,7 @@ COMMANDS = {
     "compare": "benchmark.commands.compare",
     "validate": "benchmark.commands.validate",
     "leaderboard": "benchmark.commands.leaderboard",
+    "train": "benchmark.commands.train",
 }
 
 

@@ -93,7 +93,7 @@ def _stats_keys(loaded, hp) -> tuple[dict[str, Any], ...]:
     from editors.stats import stats_key
 
     out = []
-    for layer in hp.layers:
+    for layer in (hp.layers if hasattr(hp, "stats") else ()):  # MEND reads no statistics
         key = stats_key(loaded, int(layer), hp.stats)
         out.append({"layer": int(layer), "sha256": io.sha256_json(key), "key": key})
     return tuple(out)

@@ -28,6 +28,7 @@ EDITORS.register("memit", "editors.memit:MEMIT")
 EDITORS.register("memit-seq", "editors.memit:SequentialMEMIT")
 EDITORS.register("alphaedit", "editors.alphaedit:AlphaEdit")
 EDITORS.register("nse", "editors.nse:NSE")
+EDITORS.register("mend", "editors.mend.editor:MEND")
 
 
 def create_editor(method: str, loaded_model, hparams=None, *, overrides: dict | None = None,
