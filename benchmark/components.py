@@ -51,7 +51,7 @@ def default_load_requests(dataset: DatasetSpec, n: int) -> list:
         from benchmark.grid_data import load_file_requests
 
         return load_file_requests(dataset, n)
-    return first_requests(dataset.name, dataset.split, n, offset=dataset.offset)
+    return first_requests(dataset.name, dataset.split, n, offset=dataset.offset, **dataset.reading())
 
 
 def default_data_identity(dataset: DatasetSpec) -> dict[str, Any]:

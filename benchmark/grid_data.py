@@ -24,7 +24,7 @@ def _requests(dataset: DatasetSpec) -> list:
     if dataset.format not in PARSERS:
         raise DataError(dataset.path, f"unknown format {dataset.format!r}; known: "
                         f"{', '.join([*FILE_FORMATS, *PARSERS])}", field="format")
-    return load_requests(path=dataset.path, format=dataset.format)
+    return load_requests(path=dataset.path, format=dataset.format, **dataset.reading())
 
 
 def resolve_file(grid_path: Path, dataset: DatasetSpec, field: str, n_edits: int | None) -> DatasetSpec:

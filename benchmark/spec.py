@@ -138,7 +138,13 @@ class DatasetSpec(_Frozen):
     a name of :data:`FILE_FORMATS` or a parser name, ``sha256`` of its content). A file's
     ``name`` defaults to its stem and its ``split`` to ``file``; ``path`` is absolute (a grid
     resolves it against the grid file's folder). The file fields are left out of the hash
-    input when unset, so named data sets keep their cells' hashes."""
+    input when unset, so named data sets keep their cells' hashes.
+
+    zsRE data (the ``zsre`` family, or a file of format ``zsre-mend``) carries its reading:
+    ``zsre_target`` (``answers``: edit to ``answers[0]``, or ``alt``) and ``zsre_locality``
+    (``loc?``: ``loc + "?"``, or ``loc``); unset, they take ROME's and MEMIT's released
+    reading (``answers``, ``loc?``) and are recorded with the cell. Other data sets take
+    neither (and their hashes do not change)."""
 
     name: SafeName
     split: SafeName = "edit"
@@ -146,6 +152,17 @@ class DatasetSpec(_Frozen):
     path: str | None = None
     format: str | None = None
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    zsre_target: Literal["answers", "alt"] | None = None
+    zsre_locality: Literal["loc?", "loc"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zsre_defaults(cls, v: Any) -> Any:
+        if isinstance(v, dict) and (v.get("name") == "zsre" or FILE_FORMATS.get(
+                str(v.get("format")), v.get("format")) == "zsre-mend"):
+            v = {**v, "zsre_target": v.get("zsre_target") or "answers",
+                 "zsre_locality": v.get("zsre_locality") or "loc?"}
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -164,12 +181,21 @@ class DatasetSpec(_Frozen):
             raise ValueError("format and sha256 describe a data file: give path too")
         if self.path is not None and self.format is None:
             raise ValueError(f"format: required with path (one of {', '.join(FILE_FORMATS)})")
+        if (self.zsre_target or self.zsre_locality) and not (
+                self.name == "zsre" or self.format == "zsre-mend"):
+            raise ValueError("zsre_target and zsre_locality apply only to zsRE data (data set "
+                             "zsre, or a file of format zsre)")
         return self
+
+    def reading(self) -> dict[str, str]:
+        """The reading options of the loaders (:func:`benchmark.data.loaders.load_records`)."""
+        return {k: v for k, v in (("zsre_target", self.zsre_target),
+                                  ("zsre_locality", self.zsre_locality)) if v is not None}
 
     @model_serializer(mode="wrap")
     def _drop_unset_file(self, handler: Any) -> dict[str, Any]:
         data = handler(self)
-        for key in ("path", "format", "sha256"):
+        for key in ("path", "format", "sha256", "zsre_target", "zsre_locality"):
             if data.get(key, 0) is None:
                 del data[key]
         return data

@@ -77,7 +77,7 @@ def test_named_sets_keep_their_hash_input():
 
 def test_zsre_file_loads_and_a_cell_gets_its_requests(tmp_path):
     write_json(tmp_path / "z.json", [zsre_record(i) for i in range(5)])
-    grid = load_grid(write_grid(tmp_path, "{path: z.json, format: zsre, offset: 1}", 3), FAKE_NAMES)
+    grid = load_grid(write_grid(tmp_path, "{path: z.json, format: zsre, offset: 1, zsre_target: alt}", 3), FAKE_NAMES)
     d = grid.cells[0].dataset
     assert d.format == "zsre-mend"
     reqs = load_file_requests(d, 3)

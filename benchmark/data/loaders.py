@@ -13,8 +13,14 @@ Formats (``DatasetManifest.format``):
 - ``counterfact-rome`` -- ROME's counterfact.json: ``requested_rewrite`` (prompt with ``{}``
   for the subject, ``target_new.str``, ``target_true.str``), ``paraphrase_prompts``,
   ``neighborhood_prompts`` (answer: the true target), ``generation_prompts``.
-- ``zsre-mend`` -- ``subject, src, alt (new answer), answers (true answers; the first is
-  ``target_true``), pred, rephrase, loc ("nq question: ..."), loc_ans``.
+- ``zsre-mend`` -- ``subject, src, alt, answers, pred, rephrase, loc ("nq question: ..."),
+  loc_ans``. Two readings, the options ``zsre_target`` and ``zsre_locality``
+  (:data:`ZSRE_DEFAULTS`, as ROME's and MEMIT's released ``MENDQADataset``; AlphaEdit and
+  NSE read it the same way): ``zsre_target="answers"`` edits to ``answers[0]`` (the record's
+  ``pred`` is then ``target_true``), ``"alt"`` edits to ``alt`` with ``answers[0]`` as
+  ``target_true`` (EasyEdit's ``ZsreDataset``, PRUNE's and RECT's reading);
+  ``zsre_locality="loc?"`` asks ``loc + "?"`` (ROME/MEMIT), ``"loc"`` asks ``loc`` as is
+  (EasyEdit).
 - ``mquake`` -- cases with several ``requested_rewrite`` edits and multi-hop ``questions``.
 """
 
@@ -25,9 +31,10 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from benchmark.core.errors import DataError
+from benchmark.core.registry import Registry
 from benchmark.core.requests import EditRequest
 from benchmark.data.manifest import get_manifest
 from benchmark.data.records import Record, read_json_records, take
@@ -43,6 +50,11 @@ FAMILIES: dict[str, dict[str, str]] = {
     "mquake": {"hard": "mquake-hard"},
 }
 EDIT_FORMATS = ("counterfact-easyedit", "counterfact-rome", "zsre-mend", "mquake")
+
+ZsreTarget = Literal["answers", "alt"]
+ZsreLocality = Literal["loc?", "loc"]
+#: The zsRE reading of ROME's and MEMIT's released code.
+ZSRE_DEFAULTS: dict[str, str] = {"zsre_target": "answers", "zsre_locality": "loc?"}
 
 
 _SKIP = object()
@@ -115,17 +127,27 @@ def parse_counterfact_rome(file: Path, data: list[Any]) -> list[EditRequest]:
     return out
 
 
-def parse_zsre_mend(file: Path, data: list[Any]) -> list[EditRequest]:
+def parse_zsre_mend(file: Path, data: list[Any], *, zsre_target: ZsreTarget = "answers",
+                    zsre_locality: ZsreLocality = "loc?") -> list[EditRequest]:
+    """zsRE records in the reading ``zsre_target`` / ``zsre_locality`` (module docstring);
+    each request records its reading in ``extra`` (``zsre_target``, ``zsre_locality``)."""
+    if zsre_target not in ("answers", "alt") or zsre_locality not in ("loc?", "loc"):
+        raise DataError(file, f"zsRE reading: zsre_target must be 'answers' or 'alt' (got "
+                        f"{zsre_target!r}), zsre_locality 'loc?' or 'loc' (got {zsre_locality!r})")
     out = []
     for r in _records(file, data):
         answers = r.texts("answers", min_len=1)
+        pred, alt = r.text("pred", nonempty=False), r.text("alt")  # both readings validate both
+        new, true = (answers[0], pred) if zsre_target == "answers" else (alt, answers[0])
+        loc = r.text("loc") + ("?" if zsre_locality == "loc?" else "")
         out.append(_request(
             r, "subject", "src",
             case_id=str(r.index), prompt=r.text("src"), subject=r.text("subject"),
-            target_new=r.text("alt"), target_true=answers[0],
+            target_new=new, target_true=true,
             rephrase_prompts=(r.text("rephrase"),),
-            locality=((r.text("loc"), r.text("loc_ans")),),
-            extra=(("pred", r.text("pred", nonempty=False)), ("answers", answers)),
+            locality=((loc, r.text("loc_ans")),),
+            extra=(("pred", pred), ("answers", answers), ("zsre_target", zsre_target),
+                   ("zsre_locality", zsre_locality)),
         ))
     return out
 
@@ -216,12 +238,14 @@ def cases_from_requests(requests) -> list[MquakeCase]:
     return out
 
 
-PARSERS: dict[str, Callable[[Path, list[Any]], list]] = {
-    "counterfact-easyedit": parse_counterfact_easyedit,
-    "counterfact-rome": parse_counterfact_rome,
-    "zsre-mend": parse_zsre_mend,
-    "mquake": parse_mquake,
-}
+#: Record format -> parser ``(file, records) -> [EditRequest]``; installed packages add
+#: formats under the entry point group ``seqedit.dataset_formats`` (docs/extending.md).
+PARSERS: Registry[Callable[..., list]] = Registry("dataset format",
+                                                  entry_points="seqedit.dataset_formats")
+PARSERS.register("counterfact-easyedit", parse_counterfact_easyedit)
+PARSERS.register("counterfact-rome", parse_counterfact_rome)
+PARSERS.register("zsre-mend", parse_zsre_mend)
+PARSERS.register("mquake", parse_mquake)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -244,9 +268,23 @@ def _locate(dataset: str, split: str | None, data_root, manifest_dir) -> tuple[P
     return verify(m, data_root), m.format, m.exclude_records
 
 
+def _options(file: Path, fmt: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Reading options for the parser of ``fmt``: the zsRE options (defaults
+    :data:`ZSRE_DEFAULTS`) for ``zsre-mend``; none elsewhere (giving one is an error)."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if fmt == "zsre-mend":
+        return {**ZSRE_DEFAULTS, **given}
+    if given:
+        raise DataError(file, f"{', '.join(sorted(given))} only apply to zsRE data (format "
+                        f"zsre-mend), not to format {fmt!r}", field=sorted(given)[0])
+    return {}
+
+
 def load_records(dataset: str | None = None, split: str | None = None, *, path: str | Path | None = None,
-                 format: str | None = None, data_root=None, manifest_dir=None) -> list:
-    """Parse and validate every record: EditRequests, or MquakeCases for ``mquake``."""
+                 format: str | None = None, data_root=None, manifest_dir=None,
+                 zsre_target: ZsreTarget | None = None, zsre_locality: ZsreLocality | None = None) -> list:
+    """Parse and validate every record: EditRequests, or MquakeCases for ``mquake``.
+    ``zsre_target`` / ``zsre_locality``: the zsRE reading (None: :data:`ZSRE_DEFAULTS`)."""
     if path is not None:
         if format not in PARSERS:
             raise DataError(path, f"give format= one of {', '.join(PARSERS)}", field="format")
@@ -257,12 +295,13 @@ def load_records(dataset: str | None = None, split: str | None = None, *, path: 
         if dataset is None:
             raise ValueError("give a dataset name or path=")
         file, fmt, exclude = _locate(dataset, split, data_root, manifest_dir)
+    opts = _options(file, fmt, {"zsre_target": zsre_target, "zsre_locality": zsre_locality})
     data = read_json_records(file)
     if exclude:
         log.info("%s: dropping %d records the manifest lists as malformed: %s", file, len(exclude), exclude)
         # placeholders keep every record's index = its position in the file for error messages
-        return PARSERS[fmt](file, [_SKIP if i in exclude else r for i, r in enumerate(data)])
-    return PARSERS[fmt](file, data)
+        return PARSERS[fmt](file, [_SKIP if i in exclude else r for i, r in enumerate(data)], **opts)
+    return PARSERS[fmt](file, data, **opts)
 
 
 def _limit(items: list, limit: int | None) -> list:
@@ -273,14 +312,15 @@ def _limit(items: list, limit: int | None) -> list:
 
 def load_requests(dataset: str | None = None, split: str | None = None, limit: int | None = None, *,
                   path: str | Path | None = None, format: str | None = None, data_root=None,
-                  manifest_dir=None) -> list[EditRequest]:
+                  manifest_dir=None, **options: Any) -> list[EditRequest]:
     """Edit requests of a data set, all records validated first, then the first ``limit``.
 
     For MQuAKE, ``limit`` counts cases and each case contributes its edits in order
-    (case_id ``"<case>/<j>"``, ``extra["mquake_case"]`` = the case id).
+    (case_id ``"<case>/<j>"``, ``extra["mquake_case"]`` = the case id). ``options``: the
+    reading options of :func:`load_records` (``zsre_target``, ``zsre_locality``).
     """
     records = load_records(dataset, split, path=path, format=format, data_root=data_root,
-                           manifest_dir=manifest_dir)
+                           manifest_dir=manifest_dir, **options)
     records = _limit(records, limit)
     if records and isinstance(records[0], MquakeCase):
         return [req for case in records for req in case.requests]
@@ -288,11 +328,11 @@ def load_requests(dataset: str | None = None, split: str | None = None, limit: i
 
 
 def first_requests(dataset: str, split: str | None, n: int, *, offset: int = 0, data_root=None,
-                   manifest_dir=None) -> list[EditRequest]:
+                   manifest_dir=None, **options: Any) -> list[EditRequest]:
     """Exactly ``n`` edit requests from position ``offset`` (MQuAKE: of the flattened
     requests); a data set holding fewer is a DataError naming it and its size (never a
-    silently shorter list)."""
-    requests = load_requests(dataset, split, data_root=data_root, manifest_dir=manifest_dir)
+    silently shorter list). ``options``: reading options, as :func:`load_records`."""
+    requests = load_requests(dataset, split, data_root=data_root, manifest_dir=manifest_dir, **options)
     if offset + n > len(requests):
         where = f"data set {dataset}" + (f" (split {split})" if split else "")
         raise DataError(where, f"holds {len(requests)} edit requests; {n} asked for from offset "

@@ -51,7 +51,7 @@ def test_paper_and_alphaedit_need_network_and_gpu():
         assert grid.requires.network and grid.requires.gpu
     paper = load_grid("paper")
     assert {c.model for c in paper.cells} == {"gpt2-xl", "llama2-7b", "llama3-8b"}
-    assert {c.dataset.name for c in paper.cells} == {"counterfact", "zsre"}
+    assert {c.dataset.name for c in paper.cells} == {"counterfact-rome", "zsre"}
     assert {t.name for c in paper.cells for t in c.evaluation.tasks} == {
         "prune_reasoning", "prune_summarization", "prune_qa", "prune_nli"}
     alpha = load_grid("alphaedit")
