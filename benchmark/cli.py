@@ -30,7 +30,14 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seqedit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="seqedit", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="seqedit-bench: sequential model editing benchmarks (editors, restraints, "
+                    "grids of\ntrajectories, published records). `seqedit COMMAND --help` "
+                    "describes each command.\nEditing rates are x100 (0-100) everywhere.",
+        epilog="examples:\n  seqedit models list\n  seqedit data list\n"
+               "  seqedit grid smoke --dry-run\n  seqedit grid smoke\n"
+               "  seqedit edit --model smollm2-135m --editor rome --limit 10")
     parser.add_argument("--version", action="version", version=f"seqedit-bench {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

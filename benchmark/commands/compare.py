@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmark.commands.options import add_command
+
 
 def register(sub) -> None:
-    p = sub.add_parser("compare", help="compare two results folders with per-metric tolerances")
+    p = add_command(sub, "compare", summary="compare two results folders with per-metric tolerances",
+                    description="Compare the records of NEW with those of BASE, metric by metric, "
+                    "within the tolerances of a YAML file; print the differences and exit 1 on a "
+                    "regression beyond tolerance (0 otherwise).", examples=(
+                        "seqedit compare results/v1/ci my-run/ci",
+                        "seqedit compare base/records.jsonl new/records.jsonl --tolerances tol.yaml",
+                    ))
     p.add_argument("base", type=Path, help="baseline results folder (or records.jsonl)")
     p.add_argument("new", type=Path, help="new results folder (or records.jsonl)")
     p.add_argument("--tolerances", type=Path, default=None,

@@ -4,31 +4,67 @@
 - ``seqedit data verify [NAME ...]`` -- existence + sha256 (always hashed, never taken from
   the verification cache), and for editing data sets the validation of every record. Without names: all data sets; ones that are not in the offline
   mirror and absent are reported but do not fail. ``--path FILE --format F`` validates a file.
-- ``seqedit data fetch NAME`` -- download and verify (needs SEQEDIT_OFFLINE=0 and a network).
+- ``seqedit data fetch NAME ... | --all`` -- download and verify (needs SEQEDIT_OFFLINE=0 and a
+  network; offline it fails at once naming what it would fetch).
 """
 
 from __future__ import annotations
 
 import json
 
+from benchmark.commands.options import add_command
+
+DESCRIPTION = """\
+The data sets the suite reads are named by manifests in tasks/datasets/ (path under the
+data root, canonical URL, sha256, record format, licence). The data root is $SEQEDIT_DATA
+(or --data-root). On a networked machine `SEQEDIT_OFFLINE=0 seqedit data fetch --all`
+downloads every canonical file and checks its sha256; offline, fetching fails at once and
+names what it would fetch."""
+
+EXAMPLES = (
+    "seqedit data list",
+    "seqedit data verify counterfact-edit",
+    "seqedit data verify --path my_facts.json --format counterfact-easyedit",
+    "SEQEDIT_OFFLINE=0 seqedit data fetch --all",
+    "SEQEDIT_OFFLINE=0 seqedit data fetch counterfact-rome --data-root ~/seqedit-data",
+)
+
 
 def register(sub) -> None:
-    p = sub.add_parser("data", help="list, verify or fetch data sets (tasks/datasets/*.yaml)")
+    p = add_command(sub, "data", summary="list, verify or fetch data sets (tasks/datasets/*.yaml)",
+                    description=DESCRIPTION, examples=EXAMPLES)
     p.set_defaults(func=_list)
     common = {"--data-root": dict(default=None, help="data root (default: $SEQEDIT_DATA)"),
               "--manifests": dict(default=None, help="manifest folder (default: tasks/datasets)")}
     dsub = p.add_subparsers(dest="action", metavar="ACTION")
     parsers = [p]
-    lp = dsub.add_parser("list", help="list data sets")
+    lp = add_command(dsub, "list", summary="list data sets and whether their files are present "
+                     "(the default action)", description="Every manifest: name, record format, "
+                     "records, whether its file is under the data root, and its path there.",
+                     examples=("seqedit data list", "seqedit data list --json"))
     lp.add_argument("--json", action="store_true", help="print one JSON object")
     lp.set_defaults(func=_list)
-    vp = dsub.add_parser("verify", help="check sha256 and validate records")
-    vp.add_argument("names", nargs="*", metavar="NAME")
+    vp = add_command(dsub, "verify", summary="check sha256 and validate records",
+                     description="Hash each file (never trusting the verification cache) and "
+                     "validate every record of the editing data sets; without names, every data "
+                     "set (absent network-only ones are reported, not failed).",
+                     examples=("seqedit data verify", "seqedit data verify zsre-eval mquake-hard",
+                               "seqedit data verify --path facts.json --format zsre-mend"))
+    vp.add_argument("names", nargs="*", metavar="NAME", help="data set names (default: all)")
     vp.add_argument("--path", default=None, help="validate this file instead of a named data set")
-    vp.add_argument("--format", default=None, help="record format of --path (e.g. counterfact-easyedit)")
+    vp.add_argument("--format", default=None,
+                    help="record format of --path: counterfact-easyedit, counterfact-rome, "
+                         "zsre-mend or mquake")
     vp.set_defaults(func=_verify)
-    fp = dsub.add_parser("fetch", help="download and verify (networked machines only)")
-    fp.add_argument("names", nargs="+", metavar="NAME")
+    fp = add_command(dsub, "fetch", summary="download and verify (networked machines only)",
+                     description="Download data sets from their canonical URLs into the data "
+                     "root and check each file's sha256 against its manifest (a mismatch writes "
+                     "nothing). Needs SEQEDIT_OFFLINE=0; a verified copy already present is kept "
+                     "unless --force.",
+                     examples=("SEQEDIT_OFFLINE=0 seqedit data fetch --all",
+                               "SEQEDIT_OFFLINE=0 seqedit data fetch counterfact-rome"))
+    fp.add_argument("names", nargs="*", metavar="NAME", help="data set names")
+    fp.add_argument("--all", action="store_true", help="every data set of tasks/datasets/")
     fp.add_argument("--force", action="store_true", help="download even if a verified copy exists")
     fp.set_defaults(func=_fetch)
     parsers += [lp, vp, fp]
@@ -110,9 +146,36 @@ def _verify(args) -> int:
 
 
 def _fetch(args) -> int:
-    from benchmark.data import fetch
+    from benchmark.core import settings
+    from benchmark.core.errors import DataError, SeqeditError
+    from benchmark.data import fetch, load_manifests
+    from benchmark.data.store import expected_path
 
-    for name in args.names:
-        path = fetch(name, data_root=args.data_root, manifest_dir=args.manifests, force=args.force)
-        print(f"ok  {name}: {path}")
+    if bool(args.names) == bool(args.all):
+        raise SeqeditError("give data set NAME(s) or --all (see `seqedit data list`)")
+    manifests = load_manifests(args.manifests)
+    names = list(manifests) if args.all else args.names
+    if settings.offline():  # fail before any download, naming what would be fetched
+        root = settings.data_root(args.data_root)
+        wanted = [n for n in names if n not in manifests or args.force
+                  or not expected_path(manifests[n], root).exists()]
+        if not wanted:
+            print(f"every file asked for is present under {root}; nothing to fetch "
+                  "(`seqedit data verify` checks their sha256)")
+            return 0
+        listing = "; ".join(f"{n} <- {manifests[n].url}" if n in manifests else n for n in wanted)
+        settings.require_network(f"fetching {len(wanted)} data set(s) ({listing})")
+    failures = 0
+    for name in names:
+        try:
+            path = fetch(name, data_root=args.data_root, manifest_dir=args.manifests,
+                         force=args.force)
+            print(f"ok  {name}: {path}")
+        except (DataError, OSError) as exc:
+            if not args.all:
+                raise
+            failures += 1
+            print(f"BAD {name}: {exc}")
+    if failures:
+        raise DataError(args.data_root or "data root", f"{failures} data set(s) could not be fetched")
     return 0

@@ -17,7 +17,15 @@ import math
 import tempfile
 from pathlib import Path
 
-from benchmark.commands.options import add_run_options, non_negative_int, output_dir, positive_int
+from benchmark.commands.options import (
+    add_command,
+    add_run_options,
+    deprecated_alias,
+    non_negative_int,
+    output_dir,
+    positive_int,
+    take_deprecated,
+)
 from benchmark.core.errors import SeqeditError
 
 _SUFFIX = {"first-n": "final", "final": "final", "each": "each"}
@@ -27,28 +35,65 @@ class EditArgumentError(SeqeditError):
     pass
 
 
+DESCRIPTION = """\
+Run one unrestrained sequential editing trajectory: edit the first --limit requests of a data
+set, --batch-size requests per edit, and evaluate the editing metrics (efficacy,
+generalization, locality) at the end, and on the unedited model with --baseline. Editing
+metrics are x100 (the share of facts, 0-100), as in every published table. --tasks adds
+general-ability tasks (lm-eval), their first --task-limit items each. It is one grid cell
+(the same code), run in --workdir (kept) or a temporary folder (removed)."""
+
+EXAMPLES = (
+    "seqedit edit --model smollm2-135m --editor rome --limit 10",
+    "seqedit edit --model tiny-llama --editor memit --limit 8 --batch-size 4 --baseline --json",
+    "seqedit edit --model smollm2-135m --editor rome --limit 20 --tasks known_facts --task-limit 40",
+    "seqedit edit --model smollm2-135m --editor memit --limit 5 --set layers=[4,5] --timing each",
+)
+
+
 def register(sub) -> None:
-    p = sub.add_parser("edit", help="run one unrestrained sequential editing trajectory")
-    p.add_argument("--model", required=True)
-    p.add_argument("--editor", required=True)
-    p.add_argument("--dataset", default="counterfact")
-    p.add_argument("--split", default="edit")
-    p.add_argument("--n", type=positive_int, required=True, help="number of requests (the first N)")
-    p.add_argument("--batch-size", type=positive_int, default=1, help="requests per edit (default 1)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="the cell seed (default 0)")
+    p = add_command(sub, "edit", summary="run one unrestrained sequential editing trajectory",
+                    description=DESCRIPTION, examples=EXAMPLES)
+    p.add_argument("--model", required=True, help="model: a registry name (seqedit models list)")
+    p.add_argument("--editor", required=True, help="editing method (rome, memit, alphaedit, nse, ...)")
+    p.add_argument("--dataset", default="counterfact", help="data set family or name (seqedit data list)")
+    p.add_argument("--split", default="edit", help="split of the data set family")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="edit the first N requests of the data set (required)")
+    deprecated_alias(p, "--n", "limit", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, default=1, help="requests per edit")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="the cell seed")
     p.add_argument("--timing", choices=sorted(_SUFFIX), default="first-n",
-                   help="evaluation timing of the editing metrics (default first-n)")
+                   help="evaluation timing of the editing metrics (docs/methods.md)")
     p.add_argument("--baseline", action="store_true",
                    help="also evaluate the unedited model (checkpoint 0)")
     p.add_argument("--tasks", default=None,
-                   help="comma-separated general-ability tasks to evaluate too (default none)")
-    p.add_argument("--limit", type=positive_int, default=None, help="first N items of each task")
+                   help="comma-separated general-ability tasks to evaluate too (default: none)")
+    p.add_argument("--task-limit", type=positive_int, default=None,
+                   help="first N items of each task (default: all)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a hyperparameter, e.g. --set target.v_lr=0.1 (YAML value)")
     p.add_argument("--workdir", type=Path, default=None,
                    help="run the cell here and keep its folder (default: a temporary folder)")
     add_run_options(p)
     p.set_defaults(func=run)
+
+
+def resolve_limits(args) -> None:
+    """``args.limit`` (requests to edit) and ``args.task_limit`` (items per task) from the
+    options given. The deprecated ``--n N`` is the number of requests; given together with
+    ``--limit L`` (the old command line) ``L`` is the items per task, as it was then."""
+    old = take_deprecated(args, "--n", "--limit (and --task-limit for items per task)", "limit")
+    if old is not None:
+        if args.limit is not None:
+            if args.task_limit is not None:
+                raise EditArgumentError("--n (deprecated) with --limit and --task-limit: give "
+                                        "--limit N (requests) and --task-limit L (items per task)")
+            args.task_limit = args.limit
+        args.limit = old
+    if args.limit is None:
+        raise EditArgumentError("--limit N is required: the number of requests to edit "
+                                "(the first N of the data set)")
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -70,16 +115,16 @@ def cell_spec(args):
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else []
     return CellSpec(
         model=args.model, editor=args.editor, hparams=parse_overrides(args.overrides),
-        dataset=DatasetSpec(name=args.dataset, split=args.split), n_edits=args.n,
-        batch_size=args.batch_size, checkpoints=(0, args.n) if args.baseline else (args.n,),
+        dataset=DatasetSpec(name=args.dataset, split=args.split), n_edits=args.limit,
+        batch_size=args.batch_size, checkpoints=(0, args.limit) if args.baseline else (args.limit,),
         evaluation=EvalSpec(timing=args.timing, spectrum=False,
-                            tasks=tuple(TaskSpec(name=t, limit=args.limit) for t in tasks)),
+                            tasks=tuple(TaskSpec(name=t, limit=args.task_limit) for t in tasks)),
         seed=args.seed)
 
 
 def check_inputs(args, spec) -> None:
     """Before loading anything heavy: the hparams' layers exist in the model, the data set
-    holds ``--n`` requests, every task holds ``--limit`` documents, ``--workdir`` is writable."""
+    holds ``--limit`` requests, every task holds ``--task-limit`` documents, ``--workdir`` is writable."""
     from benchmark.data import first_requests
     from benchmark.models import get_entry
     from editors.hparams import check_model_layers, load_hparams
@@ -92,7 +137,7 @@ def check_inputs(args, spec) -> None:
     if spec.evaluation.tasks:
         from benchmark.evaluation.general import task_limits
 
-        task_limits([t.name for t in spec.evaluation.tasks], args.limit)
+        task_limits([t.name for t in spec.evaluation.tasks], args.task_limit)
     if args.workdir is not None:
         output_dir(args.workdir, "--workdir")
 
@@ -152,6 +197,7 @@ def run(args) -> int:
 
     from benchmark.cell.context import scoped_environ
 
+    resolve_limits(args)
     spec = cell_spec(args)
     with scoped_environ(_roots_env(args)):  # --data-root / --cache-root for checks and run
         check_inputs(args, spec)
@@ -169,7 +215,8 @@ def run(args) -> int:
     scores = ", ".join(f"{m} {out[f'{m}_{key}']:.1f}" for m in spec.evaluation.editing_metrics
                        if out.get(f"{m}_{key}") is not None)
     print(f"{args.editor} on {args.model}, {spec.n_edits} {args.dataset} facts, batch "
-          f"{spec.batch_size}: {scores} ({key}, %), {out['seconds_per_edit']:.2f} s per edit")
+          f"{spec.batch_size}: {scores} ({key}; editing rates x100), "
+          f"{out['seconds_per_edit']:.2f} s per edit")
     if args.workdir is not None:
         print(f"cell folder: {Path(args.workdir) / spec.folder}")
     return 0

@@ -13,8 +13,21 @@ import json
 import math
 from pathlib import Path
 
-from benchmark.commands.options import output_file, positive_int
+from benchmark.commands.options import add_command, output_file, positive_int
 from benchmark.core.errors import SeqeditError
+
+EVAL_DESCRIPTION = """\
+Evaluate an unedited model on general-ability tasks through lm-evaluation-harness (the
+tasks of tasks/lm_eval/; --list shows them). Prints one line per task and metric, or with
+--json one object {task: {metric: {value, n, stderr}}}; --out writes metrics, task hashes,
+settings and the logged samples to a file."""
+
+EVAL_EXAMPLES = (
+    "seqedit eval --list",
+    "seqedit eval --model smollm2-135m --tasks headline --limit smoke",
+    "seqedit eval --model smollm2-135m --tasks prune_nli,known_facts --limit 20 --json",
+    "seqedit eval --model gemma3-270m --tasks all --out gemma-general.json",
+)
 
 
 class EvalArgumentError(SeqeditError):
@@ -22,17 +35,18 @@ class EvalArgumentError(SeqeditError):
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate general abilities (lm-eval tasks) of a model")
+    p = add_command(sub, "eval", summary="evaluate general abilities (lm-eval tasks) of a model",
+                    description=EVAL_DESCRIPTION, examples=EVAL_EXAMPLES)
     p.add_argument("--model", help="registered model name (seqedit models)")
     p.add_argument("--tasks", default="headline",
                    help="comma-separated task names, or 'headline' / 'all' (default: headline)")
     p.add_argument("--limit", default=None,
                    help="first N documents of each task, or 'smoke' for the smoke limits")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="documents per forward pass (default 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="documents per forward pass")
     p.add_argument("--chat-template", action="store_true",
                    help="wrap prompts in the tokenizer's chat template (recorded)")
     p.add_argument("--max-length", type=positive_int, default=None, help="cap the model context")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--out", type=Path, default=None,
                    help="write full results + samples to this JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")

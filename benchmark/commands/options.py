@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
+import textwrap
 from pathlib import Path
 
 from benchmark.core.errors import SeqeditError
@@ -112,6 +113,8 @@ def add_command(sub, name: str, *, summary: str, description: str,
     """A subcommand parser with a one-line ``summary`` (in ``seqedit --help``), a
     ``description`` and ``examples`` (each a command line, shown under ``examples:``)."""
     epilog = ("examples:\n" + "\n".join(f"  {e}" for e in examples)) if examples else None
+    description = "\n\n".join(textwrap.fill(" ".join(par.split()), 88)
+                              for par in description.strip().split("\n\n"))
     return sub.add_parser(name, help=summary, description=description, epilog=epilog,
                           formatter_class=HelpFormatter, aliases=list(aliases))
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmark.commands.options import add_command
+
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="regenerate tables and plots from results folders")
+    p = add_command(sub, "report", summary="regenerate tables and plots from results folders",
+                    description=__doc__.replace("``", ""), examples=(
+                        "seqedit report results/v1/smoke",
+                        "seqedit report results/v1/smoke --update-readme README.md --readme-only",
+                    ))
     p.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
                    help="results folder(s) holding records.jsonl (and samples.jsonl)")
     p.add_argument("--update-readme", type=Path, default=None, metavar="README",

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 
-from benchmark.commands.options import add_run_options, int_list, positive_int
+from benchmark.commands.options import add_command, add_run_options, int_list, positive_int
 
 
 def register(sub) -> None:
-    p = sub.add_parser("stats", help="precompute cached layer statistics for an editor")
-    p.add_argument("--model", required=True)
+    p = add_command(sub, "stats", summary="precompute cached layer statistics for an editor",
+                    description=__doc__.replace("``", ""), examples=(
+                        "seqedit stats --model smollm2-135m --editor memit",
+                        "seqedit stats --model tiny-gpt2 --editor rome --layers 1,2 --n-samples 100",
+                    ))
+    p.add_argument("--model", required=True, help="model: a registry name (seqedit models list)")
     p.add_argument("--editor", required=True, help="editing method (rome, memit, ...)")
     p.add_argument("--layers", type=int_list, default=None,
                    help="comma-separated layers (default: the editor's hparams)")
