@@ -23,6 +23,7 @@ COMMANDS = {
     "grid": "benchmark.commands.grid",
     "report": "benchmark.commands.report",
     "compare": "benchmark.commands.compare",
+    "hparams": "benchmark.commands.hparams",
     "validate": "benchmark.commands.validate",
     "leaderboard": "benchmark.commands.leaderboard",
     "train": "benchmark.commands.train",
