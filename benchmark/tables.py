@@ -216,8 +216,7 @@ def _change_table(s: _Summary, recs: pd.DataFrame, paired: pd.DataFrame) -> str 
 def _collapse_table(s: _Summary, collapse: pd.DataFrame) -> str | None:
     if not len(collapse):
         return None
-    metrics = sorted(set(collapse[_METRIC].itertuples(index=False, name=None)),
-                     key=lambda m: (m[0] != "editing", m[1], m[2]))
+    metrics = _shown_metrics(collapse)
     settings = s.settings[1]
     header = []
     for kind, task, metric in metrics:

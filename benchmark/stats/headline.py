@@ -155,8 +155,9 @@ def _markdown(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _legend(t: _Tables) -> str:
-    paired, collapse = t.settings
+def legend(paired: PairedSettings = PAIRED_DEFAULTS,
+           collapse: CollapseSettings = COLLAPSE_DEFAULTS) -> str:
+    """What the headline tables' numbers mean."""
     return (f"Last checkpoint of each row. Δ: change from the unedited model on the same items "
             f"with its {paired.confidence:.0%} paired interval (exact McNemar with a "
             f"paired-bootstrap interval for binary scores, paired t for other means, paired "
@@ -165,7 +166,7 @@ def _legend(t: _Tables) -> str:
             f"count with efficacy below {collapse.efficacy_threshold:g}, or with a headline "
             f"general signal {collapse.general_loss:.0%} worse than unedited (≈ interpolated, "
             f"≤ at the first edited checkpoint, > not reached). {IDENTITY_MARK.strip()}: the "
-            f"restraint never acted.")
+            f"restraint never acted.\n")
 
 
 def folder_markdown(folder: Folder, paired: PairedSettings = PAIRED_DEFAULTS,
@@ -179,7 +180,6 @@ def folder_markdown(folder: Folder, paired: PairedSettings = PAIRED_DEFAULTS,
             ["grid", "suite_version", "model", "dataset"], sort=True):
         changes, restraint = _rows(t, group)
         out.append(f"#### {grid} ({suite}) · {model} · {dataset}\n")
-        out.append(_legend(t) + "\n")
         out.append(_markdown(changes, head + [s.label for s in EFFICACY]
                              + [f"Δ {s.label}" for s in SIGNALS]
                              + [f"collapse: {s.label}" for s in EFFICACY]
@@ -191,8 +191,10 @@ def folder_markdown(folder: Folder, paired: PairedSettings = PAIRED_DEFAULTS,
 
 
 def render(directories: Sequence[Path]) -> str:
-    """The generated block (without the markers) for ``directories``, in order."""
-    return "\n".join(folder_markdown(read_folder(d)) for d in directories).strip("\n")
+    """The generated block (without the markers) for ``directories``, in order: the
+    legend, then each folder's tables."""
+    tables = [folder_markdown(read_folder(d)) for d in directories]
+    return "\n".join([legend()] + tables).strip("\n")
 
 
 def readme_block(text: str, path: Path | str = "README.md") -> str:

@@ -37,8 +37,8 @@ def test_readme_block_equals_the_generated_block(folder, tmp_path):
     assert update_readme(readme, [folder]) is True
     text = readme.read_text()
     assert readme_block(text, readme) == render([folder])
-    assert text.startswith("# Project\n\nIntro.\n\n" + BEGIN
-                           + f"\n#### syn ({SUITE_VERSION}) · m · cf:edit\n")
+    assert text.startswith("# Project\n\nIntro.\n\n" + BEGIN + "\nLast checkpoint of each row.")
+    assert f"\n#### syn ({SUITE_VERSION}) · m · cf:edit\n" in text
     assert text.endswith(END + "\n\n## Next\n\nMore.\n")
     assert update_readme(readme, [folder]) is False  # regenerating changes nothing
     assert readme.read_text() == text
