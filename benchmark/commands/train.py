@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from benchmark.commands.options import add_run_options
+from benchmark.commands.options import add_run_options, positive_int
 
 #: methods with a trained component
 TRAINABLE = ("mend",)
@@ -19,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a hyperparameter of editors/hparams/<editor>/<model>.yaml, e.g. train.max_steps=200")
+    p.add_argument("--check", type=positive_int, default=None, metavar="N",
+                   help="then edit N CounterFact edit-split facts unseen in training one at a time and "
+                        "report efficacy, generalization and locality against the unedited model")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_run_options(p)
     p.set_defaults(func=run)
@@ -44,6 +47,13 @@ def run(args) -> int:
               "folder": meta["folder"], "steps": summary["steps"], "best_step": summary["best_step"],
               "best_val_loss": summary["best_val_loss"], "train_seconds": summary["train_seconds"],
               "validation": summary["validation"]}
+    if args.check:
+        from benchmark.training.check import single_edit_check, unseen_requests
+        from editors import create_editor
+
+        editor = create_editor(args.editor, lm, hp, data_root=args.data_root, cache_root=args.cache_root,
+                               progress=not args.no_progress)
+        result["check"] = single_edit_check(lm, editor, unseen_requests(hp, args.check, args.data_root))
     if args.json:
         print(json.dumps(result))
     else:
@@ -51,4 +61,9 @@ def run(args) -> int:
               f"({summary['steps']} edits, best validation loss {summary['best_val_loss']:.4f} at edit "
               f"{summary['best_step']} on {summary['validation']['dataset']}:{summary['validation']['split']}, "
               f"{summary['train_seconds']:.0f} s)")
+        if args.check:
+            c = result["check"]
+            for k in c["edited"]:
+                print(f"  {k}: {c['edited'][k]:.1f} after single edits, {c['unedited'][k]:.1f} unedited "
+                      f"({c['n']} unseen counterfact:edit facts)")
     return 0

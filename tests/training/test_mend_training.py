@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from benchmark import models
 from benchmark.core.errors import DataError
@@ -106,3 +107,32 @@ def test_gradient_reaches_only_the_network(lm):
     result.loss.backward()
     assert net.edit_lrs.grad is not None and float(net.edit_lrs.grad.abs().sum()) > 0
     assert all(p.grad is None for p in lm.model.parameters())
+
+
+def test_single_edit_check_restores_the_model_and_uses_unseen_facts(lm, tmp_path):
+    from benchmark.training.check import single_edit_check, unseen_requests
+    from benchmark.training.data import combined
+
+    hp = _hp(max_steps=10, val_every=10, checkpoint_every=10)
+    train_mend(lm, hp, cache_root=tmp_path, progress=False)
+    requests = unseen_requests(hp, 3)
+    seen = {ex.request.subject for ex in combined([*hp.train.data, hp.train.validation])}
+    assert not seen & {r.subject for r in requests}
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    out = single_edit_check(lm, create_editor("mend", lm, hp, cache_root=tmp_path), requests)
+    assert all(torch.equal(before[k], v) for k, v in lm.model.state_dict().items())
+    assert out["n"] == 3 and set(out["edited"]) == set(out["unedited"]) == {"efficacy", "generalization", "locality"}
+    assert all(0 <= v <= 100 for v in [*out["edited"].values(), *out["unedited"].values()])
+
+
+def test_train_command(tmp_path, capsys):
+    from benchmark.cli import main
+
+    args = ["train", "--editor", "mend", "--model", "tiny-llama", "--cache-root", str(tmp_path), "--no-progress",
+            "--json", "--set", "train.max_steps=10", "--set", "train.val_every=10", "--set", "train.checkpoint_every=10"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["steps"] == 10 and out["validation"]["split"] == "val" and len(out["key_sha256"]) == 64
+    assert main(["train", "--editor", "mend", "--model", "tiny-llama", "--cache-root", str(tmp_path),
+                 "--set", "train.max_stepz=1"]) == 2
+    assert "train.max_stepz" in capsys.readouterr().err
