@@ -40,6 +40,8 @@ beats the best P over the old ``answer`` and its aliases, each scored after
 ``MQUAKE_TEMPLATE``; a case is correct if ANY of its questions succeeds (MQuAKE's
 convention of counting a case when one of its three paraphrased questions is answered).
 
+Generation-based success (``gen_*``, ``zsre_gen_*``): :mod:`benchmark.evaluation.generation`.
+
 Evaluation timing is a runner setting recorded with the results: :data:`benchmark.spec.EvalTiming`.
 """
 
@@ -50,6 +52,7 @@ from collections.abc import Iterable, Sequence
 
 from benchmark.core.scoring import TargetScores, score_targets
 from benchmark.evaluation import MetricValue
+from benchmark.evaluation.generation import GENERATION_METRICS, GenerationRule, generation_metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ MQUAKE_TEMPLATE = "Q: {question} A:"
 COUNTERFACT_METRICS = ("efficacy", "efficacy_magnitude", "generalization", "generalization_magnitude",
                        "locality", "locality_magnitude")
 ZSRE_METRICS = ("zsre_efficacy", "zsre_generalization", "zsre_locality")
-ALL_METRICS = COUNTERFACT_METRICS + ZSRE_METRICS + ("fluency", "consistency", "mquake_multihop")
+ALL_METRICS = COUNTERFACT_METRICS + ZSRE_METRICS + ("fluency", "consistency", "mquake_multihop") + GENERATION_METRICS
 
 
 def _scaled(xs: Sequence[float], ids: Sequence[object] | None = None) -> MetricValue:
@@ -316,7 +319,7 @@ def consistency(lm, requests: Sequence, *, data_root=None, seed: int = 0, batch_
 def evaluate_editing(loaded_model, requests: Sequence, metrics: Iterable[str] = COUNTERFACT_METRICS, *,
                      batch_size: int = 32, cases: Sequence | None = None, seed: int = 0,
                      gen_batch_size: int = 8, data_root=None,
-                     reference: bool = False) -> dict[str, MetricValue]:
+                     reference: bool = False, generation: GenerationRule | None = None) -> dict[str, MetricValue]:
     """Compute ``metrics`` on ``loaded_model`` (a benchmark.core.arch.LoadedModel).
 
     ``requests`` are the edited facts to evaluate (chosen by the cell's
@@ -329,7 +332,8 @@ def evaluate_editing(loaded_model, requests: Sequence, metrics: Iterable[str] = 
     The CounterFact metrics of every kind are scored in one pass over the distinct (prompt,
     target) pairs (:func:`benchmark.core.scoring.score_continuations`); ``reference=True``
     scores them as the original implementation did (two padded passes per kind, equal within
-    float tolerance; kept for the benchmark and the equality tests).
+    float tolerance; kept for the benchmark and the equality tests). ``generation``: the rule of
+    the generation-based metrics (None: the default ``GenerationRule()``).
     """
     metrics = tuple(metrics)
     unknown = [m for m in metrics if m not in ALL_METRICS]
@@ -359,6 +363,8 @@ def evaluate_editing(loaded_model, requests: Sequence, metrics: Iterable[str] = 
             if name in metrics:
                 out[name] = _zsre(loaded_model, requests, name.removeprefix("zsre_"), batch_size,
                                   reference=reference)
+        out.update(generation_metrics(loaded_model, requests, [m for m in metrics if m in GENERATION_METRICS],
+                                      generation, batch_size))
         gens = None
         if "fluency" in metrics or "consistency" in metrics:
             gens = _generate(loaded_model, requests, seed=seed, batch_size=gen_batch_size,
