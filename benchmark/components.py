@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
+from benchmark.core.registry import Registry
 from benchmark.evaluation import MetricValue
-from benchmark.spec import DatasetSpec, NoRestraint, PruneSpec, RectSpec, TaskSpec
+from benchmark.spec import DatasetSpec, NoRestraint, PluginRestraint, PruneSpec, RectSpec, TaskSpec
 from editors.base import Editor
 from prune.linalg import Update
 
@@ -128,13 +129,22 @@ def default_spectrum(weight: torch.Tensor, delta: Update | None) -> dict[str, fl
     return out
 
 
-class Restrainer:
-    """Adapter from a restraint spec to the pure functions of :mod:`prune`."""
+#: Restraints that installed packages declare under the entry point group
+#: ``seqedit.restraints``: name -> class taking the grid's ``params`` as keyword arguments,
+#: with ``mask_edit(w_prev, delta)`` (a trajectory restraint, per edit) and/or
+#: ``for_evaluation(w0, acc, name)`` (an evaluation variant); see docs/extending.md.
+RESTRAINTS: Registry[Any] = Registry("restraint", entry_points="seqedit.restraints")
 
-    def __init__(self, spec: NoRestraint | RectSpec | PruneSpec):
+
+class Restrainer:
+    """Adapter from a restraint spec to the pure functions of :mod:`prune` (or a plugin's)."""
+
+    def __init__(self, spec: NoRestraint | RectSpec | PruneSpec | PluginRestraint):
         self.spec = spec
         self._impl = None
-        if isinstance(spec, RectSpec):
+        if isinstance(spec, PluginRestraint):
+            self._impl = RESTRAINTS.get(spec.name)(**spec.params)
+        elif isinstance(spec, RectSpec):
             from prune import RECT
 
             self._impl = RECT(keep=spec.keep, eps=spec.eps)
@@ -149,6 +159,8 @@ class Restrainer:
         """RECT: this edit's masked (dense) update; others: unchanged."""
         if isinstance(self.spec, RectSpec):
             return self._impl.restrain(w_prev, delta)
+        if isinstance(self.spec, PluginRestraint) and hasattr(self._impl, "mask_edit"):
+            return self._impl.mask_edit(w_prev, delta)
         return delta
 
     def after_edit(self, w0: torch.Tensor, acc: Update | None, delta: Update, name: str) -> Update:
@@ -169,6 +181,8 @@ class Restrainer:
     def for_evaluation(self, w0: torch.Tensor, acc: Update, name: str) -> Update:
         if isinstance(self.spec, PruneSpec):
             return self._impl.restrain(w0, acc, name=name)
+        if isinstance(self.spec, PluginRestraint) and hasattr(self._impl, "for_evaluation"):
+            return self._impl.for_evaluation(w0, acc, name)
         return acc
 
 

@@ -10,7 +10,7 @@ the protocol they share. Top-level axis fields apply to every block; each entry 
     description: ...
     requires: {network: false, gpu: false}
     run: {save_every: 10}           # run options: do not change results
-    models: [smollm2-135m]
+    models: [smollm2-135m]          # registry names, hf:ORG/NAME@COMMIT or path:DIR
     editors: [rome, memit]
     hparams: {memit: {mom2_update_weight: 2000}}   # per editor, over editors/hparams YAML
     datasets: [{name: counterfact, split: edit}]   # or {path: FILE, format: counterfact|zsre|mquake}
@@ -41,7 +41,7 @@ from pydantic import ValidationError
 from benchmark.core import settings
 from benchmark.core.registry import UnknownName
 from benchmark.grid_cells import expand_cells
-from benchmark.grid_checks import NameCheckers, check_names
+from benchmark.grid_checks import NameCheckers, canonical_models, check_names
 from benchmark.grid_data import resolve_files
 from benchmark.grid_schema import (
     REQUIRED_AXES,
@@ -128,7 +128,8 @@ def parse_grid(path: Path, text: str, names: NameCheckers | None = None) -> Grid
             if merged.get(key) is None:
                 raise GridError(path, "required (at the top level or in the block)",
                                 field=field_path((key,), prefix))
-        axes = resolve_files(path, Axes.model_validate(merged), prefix)
+        axes = canonical_models(path, resolve_files(path, Axes.model_validate(merged), prefix),
+                                prefix)
         check_names(path, axes, prefix, names)
         for cell, where in expand_cells(path, axes, prefix):
             h = cell.short_hash

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.core.errors import DataError
+from benchmark.core.modelref import canonical, is_ref, parse
 from benchmark.core.registry import UnknownName
 from benchmark.grid_schema import Axes, GridError, field_path
 from benchmark.spec import EvalSpec
@@ -23,6 +24,13 @@ def _known_editors() -> list[str]:
     from editors import EDITORS
 
     return EDITORS.names()
+
+
+def _known_restraints() -> list[str]:
+    """Plugin restraints (the built-in ones are kinds of the spec, checked by the schema)."""
+    from benchmark.components import RESTRAINTS
+
+    return RESTRAINTS.names()
 
 
 def _known_datasets() -> list[str]:
@@ -68,6 +76,7 @@ class NameCheckers:
     tasks: Callable[[], list[str]] = _known_tasks
     editing_metrics: Callable[[], list[str]] = _known_editing_metrics
     dataset_size: Callable[[str, str], int | None] = _dataset_size
+    restraints: Callable[[], list[str]] = _known_restraints
     check_hparams: bool = True
 
 
@@ -76,11 +85,39 @@ def _check_name(path: Path, field: str, name: str, kind: str, known: list[str]) 
         raise GridError(path, str(UnknownName(kind, name, known)), field=field)
 
 
+def canonical_models(path: Path, axes: Axes, prefix: str) -> Axes:
+    """``path:`` models with a relative folder, made absolute against the grid file's folder."""
+    if not any(is_ref(m) for m in axes.models or []):
+        return axes
+    out = []
+    for i, m in enumerate(axes.models or []):
+        try:
+            out.append(canonical(m, base=path.parent))
+        except ValueError as exc:
+            raise GridError(path, str(exc), field=field_path(("models", i), prefix)) from None
+    return axes.model_copy(update={"models": out})
+
+
+def _check_model_ref(path: Path, field: str, name: str) -> None:
+    """An ``hf:``/``path:`` model: well formed, and a ``path:`` folder holds a config.json
+    (the weights are hashed when the model is loaded; a hub model is looked up then)."""
+    try:
+        ref = parse(name, base=path.parent)
+    except ValueError as exc:
+        raise GridError(path, str(exc), field=field) from None
+    if ref.kind == "path" and not (ref.path / "config.json").is_file():
+        raise GridError(path, f"model folder {ref.path} has no config.json (a save_pretrained "
+                              "folder is expected)", field=field)
+
+
 def check_names(path: Path, axes: Axes, prefix: str, names: NameCheckers) -> None:
     """Raise GridError (file, field under ``prefix``) on the first name or size that is wrong."""
     known = names.models()
     for i, m in enumerate(axes.models or []):
-        _check_name(path, field_path(("models", i), prefix), m, "model", known)
+        if is_ref(m):
+            _check_model_ref(path, field_path(("models", i), prefix), m)
+        else:
+            _check_name(path, field_path(("models", i), prefix), m, "model", known)
     known = names.editors()
     for i, e in enumerate(axes.editors or []):
         _check_name(path, field_path(("editors", i), prefix), e, "editor", known)
@@ -88,6 +125,13 @@ def check_names(path: Path, axes: Axes, prefix: str, names: NameCheckers) -> Non
         if e not in (axes.editors or []):
             raise GridError(path, f"overrides for editor {e!r}, which is not in editors",
                             field=field_path(("hparams", e), prefix))
+    for axis in ("trajectories", "variants"):
+        plugins = [(i, r) for i, r in enumerate(getattr(axes, axis) or []) if r.kind == "plugin"]
+        for i, r in plugins:
+            known = names.restraints()
+            if r.name not in known:  # no plugin restraint installed is an error too
+                raise GridError(path, str(UnknownName("restraint", r.name, known)),
+                                field=field_path((axis, i, "name"), prefix))
     known = names.datasets()
     for i, d in enumerate(axes.datasets or []):
         if d.path is not None:  # a data file: checked when it was resolved (grid_data)

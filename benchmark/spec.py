@@ -36,6 +36,7 @@ from pydantic import (
 
 from benchmark import SUITE_VERSION
 from benchmark.core import io
+from benchmark.core.modelref import model_slug
 
 #: Version of the spec layout itself (bump when a field changes meaning).
 SPEC_VERSION = 1
@@ -103,13 +104,29 @@ class PruneSpec(_Frozen):
         return label
 
 
-Restraint = Annotated[NoRestraint | RectSpec | PruneSpec, Field(discriminator="kind")]
+class PluginRestraint(_Frozen):
+    """A restraint from an installed package (entry point group ``seqedit.restraints``,
+    docs/extending.md): ``name`` is its entry point, ``params`` its keyword arguments. It is a
+    trajectory restraint or an evaluation variant according to the methods it implements."""
+
+    kind: Literal["plugin"] = "plugin"
+    name: SafeName
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-{io.sha256_json(self.params)[:8]}" if self.params else self.name
+
+
+Restraint = Annotated[NoRestraint | RectSpec | PruneSpec | PluginRestraint,
+                      Field(discriminator="kind")]
 
 
 def _restraint_shorthand(v: Any) -> Any:
-    """``"none"``, ``"rect"``, ``"prune"`` stand for ``{kind: ...}`` with defaults."""
+    """``"none"``, ``"rect"``, ``"prune"`` stand for ``{kind: ...}`` with defaults; any other
+    name for a plugin restraint ``{kind: plugin, name: ...}``."""
     if isinstance(v, str):
-        return {"kind": v}
+        return {"kind": v} if v in ("none", "rect", "prune") else {"kind": "plugin", "name": v}
     return v
 
 
@@ -329,7 +346,7 @@ class CellSpec(_Frozen):
 
     @property
     def slug(self) -> str:
-        return (f"{self.model}_{self.editor}_{self.dataset.name}_{self.trajectory.label}"
+        return (f"{model_slug(self.model)}_{self.editor}_{self.dataset.name}_{self.trajectory.label}"
                 f"_b{self.batch_size}_s{self.seed}")
 
     @property

@@ -26,6 +26,7 @@ import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmark.core import settings
@@ -87,20 +88,32 @@ _LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _task_manager(include_path: str, signature: tuple):
+def _task_manager(include_paths: tuple[str, ...], signature: tuple):
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=include_path, include_defaults=False)
+    return TaskManager(include_path=list(include_paths), include_defaults=False)
 
 
-def _yaml_signature() -> tuple:
-    files = sorted(TASKS_YAML_DIR.glob("*.y*ml")) + [TASKS_YAML_DIR / "utils.py"]
-    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists())
+def _yaml_dirs() -> list[Path]:
+    """tasks/lm_eval, then the YAML folders of plugin tasks (``seqedit.tasks`` entry points)."""
+    dirs = [TASKS_YAML_DIR]
+    for name in TASKS.names():
+        yaml_dir = TASKS.get(name).yaml_dir if TASKS.plugin_origin(name) else None
+        if yaml_dir is not None and Path(yaml_dir) not in dirs:
+            dirs.append(Path(yaml_dir))
+    return dirs
+
+
+def _yaml_signature(dirs: list[Path]) -> tuple:
+    files = [f for d in dirs for f in sorted(d.glob("*.y*ml")) + [d / "utils.py"]]
+    return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists())
 
 
 def task_manager():
-    """lm-eval TaskManager over tasks/lm_eval only (cached; rebuilt if a YAML changes)."""
-    return _task_manager(str(TASKS_YAML_DIR), _yaml_signature())
+    """lm-eval TaskManager over tasks/lm_eval and plugin tasks' folders only (cached; rebuilt
+    if a YAML changes)."""
+    dirs = _yaml_dirs()
+    return _task_manager(tuple(map(str, dirs)), _yaml_signature(dirs))
 
 
 def _task_key(info: TaskInfo) -> tuple:

@@ -52,9 +52,12 @@ class TaskInfo:
     #: the items it counts (its n is the sum of that field)
     subset_metrics: tuple[tuple[str, str], ...] = ()
 
+    #: folder of the task's lm-eval YAML (None: tasks/lm_eval); a plugin task names its own
+    yaml_dir: Path | None = None
+
     @property
     def yaml_path(self) -> Path:
-        return TASKS_YAML_DIR / f"{self.name}.yaml"
+        return (self.yaml_dir or TASKS_YAML_DIR) / f"{self.name}.yaml"
 
     def metric_n(self, metric: str, samples: list[dict]) -> int:
         """The number of items ``metric`` averages over in lm-eval's logged ``samples``."""
@@ -64,7 +67,9 @@ class TaskInfo:
         return sum(int(s[field]) for s in samples)
 
 
-TASKS: Registry[TaskInfo] = Registry("general-ability task")
+#: Installed packages add tasks under the entry point group ``seqedit.tasks`` (a TaskInfo
+#: each; docs/extending.md).
+TASKS: Registry[TaskInfo] = Registry("general-ability task", entry_points="seqedit.tasks")
 
 
 def _task(*args: Any, **kwargs: Any) -> None:
