@@ -3,7 +3,8 @@
 Per cell × variant (a records frame: one row per :class:`benchmark.results.Record`):
 
 - **efficacy** -- each editing metric of :attr:`CollapseSettings.efficacy_metrics`
-  (teacher-forced ``efficacy``, generation-based ``gen_efficacy``) falls below
+  (teacher-forced ``efficacy``, generation-based ``gen_efficacy``, and their zsRE
+  counterparts) falls below
   :attr:`~CollapseSettings.efficacy_threshold` (on the 0-100 scale of those metrics);
 - **general** -- each general-ability signal loses more than
   :attr:`~CollapseSettings.general_loss` of its unedited value (the cell's checkpoint 0,
@@ -41,7 +42,9 @@ class CollapseSettings:
     """Named thresholds of the collapse points."""
 
     efficacy_threshold: float = 50.0  #: efficacy below this (0-100 scale) has collapsed
-    efficacy_metrics: tuple[str, ...] = ("efficacy", "gen_efficacy")
+    #: teacher-forced and generation-based efficacy, CounterFact and zsRE
+    efficacy_metrics: tuple[str, ...] = ("efficacy", "gen_efficacy", "zsre_efficacy",
+                                         "zsre_gen_efficacy")
     general_loss: float = 0.10  #: a loss of more than this fraction of the unedited value
 
     def __post_init__(self):

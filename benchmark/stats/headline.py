@@ -31,25 +31,26 @@ IDENTITY_MARK = " (= none)"
 
 @dataclass(frozen=True)
 class Signal:
-    """A headline signal: ``kind``/``metric`` (``task`` None: the cell's editing dataset)."""
+    """A headline signal: ``kind`` and one of ``metrics`` (``task`` None: any task, i.e. the
+    cell's editing dataset)."""
 
     label: str
     kind: str
-    metric: str
+    metrics: tuple[str, ...]
     task: str | None = None
 
     def matches(self, kind: str, task: str, metric: str) -> bool:
-        return (kind, metric) == (self.kind, self.metric) and self.task in (None, task)
+        return kind == self.kind and metric in self.metrics and self.task in (None, task)
 
 
 #: The signals whose change the headline shows, in column order.
-SIGNALS = (Signal("efficacy", "editing", "efficacy"),
-           Signal("held-out word ppl", "general", "word_perplexity", "wikitext_heldout"),
-           Signal("known facts", "general", "acc", "known_facts"),
-           Signal("reasoning", "general", "acc", "prune_reasoning"))
+SIGNALS = (Signal("efficacy", "editing", ("efficacy", "zsre_efficacy")),
+           Signal("held-out word ppl", "general", ("word_perplexity",), "wikitext_heldout"),
+           Signal("known facts", "general", ("acc",), "known_facts"),
+           Signal("reasoning", "general", ("acc",), "prune_reasoning"))
 #: Efficacy by each scorer, side by side.
-EFFICACY = (Signal("efficacy, teacher-forced", "editing", "efficacy"),
-            Signal("efficacy, generation", "editing", "gen_efficacy"))
+EFFICACY = (Signal("efficacy, teacher-forced", "editing", ("efficacy", "zsre_efficacy")),
+            Signal("efficacy, generation", "editing", ("gen_efficacy", "zsre_gen_efficacy")))
 _ROW = ["editor", "trajectory", "variant", "batch_size", "seed", "timing", "cell"]
 
 
