@@ -89,7 +89,8 @@ def save_network(folder: Path, net: MENDNetwork, key: dict[str, Any], summary: d
 
 
 def how_to_train(lm: LoadedModel) -> str:
-    return f"train it first: seqedit train --editor mend --model {lm.entry.name}"
+    return (f"train it first: seqedit train --editor mend --model {lm.entry.name} "
+            "(with --set KEY=VALUE for each hparams override of the run)")
 
 
 def load_network(lm: LoadedModel, hp: MENDHparams, *, data_root: str | Path | None = None,
