@@ -10,6 +10,7 @@ interval. ``seqedit report DIR... --update-readme README.md`` writes the block b
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +206,20 @@ def readme_block(text: str, path: Path | str = "README.md") -> str:
         raise DataError(path, f"no headline block: the file needs a line {BEGIN!r} and a later "
                               f"line {END!r}")
     return text[start + len(BEGIN):end].strip("\n")
+
+
+_HEADING = re.compile(r"^#### (\S+) \((\S+)\) · ", re.MULTILINE)
+
+
+def named_folders(block: str, results_root: Path) -> list[Path]:
+    """The result folders a generated block was made from (``results_root/<suite>/<grid>``
+    of its section headings, first appearance first)."""
+    out: list[Path] = []
+    for grid, suite in _HEADING.findall(block):
+        path = Path(results_root) / suite / grid
+        if path not in out:
+            out.append(path)
+    return out
 
 
 def update_readme(readme: Path, directories: Sequence[Path]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,3 +100,40 @@ def test_report_command_updates_the_readme(folder, tmp_path, capsys):
     assert readme_block(readme.read_text()) == render([folder])
     assert main(["report", str(folder), "--readme-only"]) == 2
     assert "--readme-only needs --update-readme" in capsys.readouterr().err
+
+
+def test_signals_match_counterfact_and_zsre_names():
+    from benchmark.stats.headline import EFFICACY, SIGNALS
+
+    teacher, generation = EFFICACY
+    assert teacher.matches("editing", "zsre", "zsre_efficacy") and teacher.matches("editing", "cf", "efficacy")
+    assert generation.matches("editing", "zsre", "zsre_gen_efficacy")
+    assert not teacher.matches("editing", "cf", "gen_efficacy")
+    ppl = SIGNALS[1]
+    assert ppl.matches("general", "wikitext_heldout", "word_perplexity")
+    assert not ppl.matches("general", "other", "word_perplexity")
+
+
+def test_named_folders(folder):
+    from benchmark.stats.headline import named_folders
+
+    block = render([folder, folder])
+    assert named_folders(block, Path("results")) == [Path("results") / SUITE_VERSION / "syn"]
+
+
+def test_committed_readme_block_is_generated():
+    """README.md's headline block equals the block generated from the result folders it
+    names (skipped while the README has no block)."""
+    from benchmark.stats.headline import named_folders
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    if BEGIN not in text:
+        pytest.skip("README.md has no headline block yet")
+    block = readme_block(text)
+    folders = named_folders(block, root / "results")
+    if not folders:
+        pytest.skip("the README's headline block names no result folder yet")
+    assert block == render(folders), ("README.md's headline block is out of date: run "
+                                      "seqedit report " + " ".join(map(str, folders))
+                                      + " --update-readme README.md --readme-only")
