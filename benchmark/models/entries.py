@@ -11,8 +11,9 @@ MODELS: Registry[ModelEntry] = Registry("model")
 
 #: Where the paper models' pins come from. They were read offline and are checked by the
 #: first networked run (a revision the repository lacks is refused by the hub).
-_LEADERBOARD_PIN = ("commit sha in the Open LLM Leaderboard's public request files (June 2024); "
-                    "not yet checked against the hub")
+_LEADERBOARD_PIN = ("commit sha in the Open LLM Leaderboard's public request files (June 2024), "
+                    "read offline; not yet checked against the hub: the first networked run "
+                    "checks it, as the hub refuses a commit the repository lacks")
 
 
 def register(entry: ModelEntry) -> ModelEntry:

@@ -90,3 +90,21 @@ def test_table_covers_the_issue_types_and_registry_entries_use_it():
                 == (arch.layer_template, arch.mlp_template, arch.down_template,
                     arch.embed_template, arch.layout)]
         assert rows, name
+
+
+#: The revisions issue 16 lists (Open LLM Leaderboard request files, June 2024).
+ISSUE_PINS = {
+    "gpt2-xl": ("openai-community/gpt2-xl", "15ea56dee5df4983c59b2538573817e1667135e2"),
+    "gpt-j-6b": ("EleutherAI/gpt-j-6b", "47e169305d2e8376be1d31e765533382721b2cc1"),
+    "llama2-7b": ("meta-llama/Llama-2-7b-hf", "01c7f73d771dfac7d292323805ebc428287df4f9"),
+    "llama3-8b": ("meta-llama/Meta-Llama-3-8B", "62bd457b6fe961a42a631306577e622c83876cb6"),
+    "llama3-8b-instruct": ("meta-llama/Meta-Llama-3-8B-Instruct",
+                           "e1945c40cd546c78e41f1151f4db032b271faeaa"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ISSUE_PINS))
+def test_paper_models_carry_the_issue_pins_and_say_where_they_come_from(name):
+    source = models.get_entry(name).source
+    assert (source.repo, source.revision) == ISSUE_PINS[name]
+    assert "Open LLM Leaderboard" in source.pin_source and "networked run" in source.pin_source
