@@ -32,6 +32,9 @@ from scipy import stats as sps
 
 from benchmark.evaluation import STATISTICS, Items
 
+#: Resampled indices drawn at once (bounds the bootstrap's memory on large tasks).
+_CHUNK = 1 << 22
+
 Method = Literal["paired-bootstrap", "paired-t", "mcnemar-exact"]
 METHODS: tuple[Method, ...] = ("paired-bootstrap", "paired-t", "mcnemar-exact")
 
@@ -161,9 +164,13 @@ def bootstrap_deltas(p: Paired, settings: PairedSettings = PAIRED_DEFAULTS) -> n
     if p.n == 0:
         return np.full(settings.n_boot, np.nan)
     rng = np.random.Generator(np.random.PCG64(settings.seed))
-    idx = rng.integers(0, p.n, size=(settings.n_boot, p.n))
-    a, b = _values(p, idx)
-    return b - a
+    out = np.empty(settings.n_boot)
+    rows = max(1, _CHUNK // p.n)  # replicates per draw: bounded memory, the same stream
+    for start in range(0, settings.n_boot, rows):
+        stop = min(start + rows, settings.n_boot)
+        a, b = _values(p, rng.integers(0, p.n, size=(stop - start, p.n)))
+        out[start:stop] = b - a
+    return out
 
 
 def _percentile_interval(deltas: np.ndarray, confidence: float) -> tuple[float, float]:

@@ -184,3 +184,14 @@ def test_settings_are_checked():
         PairedSettings(confidence=1.0)
     with pytest.raises(ValueError, match="n_boot"):
         PairedSettings(n_boot=0)
+
+
+def test_bootstrap_in_chunks_draws_the_same_replicates(monkeypatch):
+    from benchmark.stats import paired
+
+    rng = np.random.default_rng(9)
+    a, b = _items(rng.normal(0, 1, 50)), _items(rng.normal(0.3, 1, 50))
+    whole = paired.bootstrap_deltas(align(a, b), PairedSettings(n_boot=101, seed=3))
+    monkeypatch.setattr(paired, "_CHUNK", 7 * 50)  # 7 replicates per draw
+    chunked = paired.bootstrap_deltas(align(a, b), PairedSettings(n_boot=101, seed=3))
+    assert np.array_equal(whole, chunked)
