@@ -29,6 +29,15 @@ PLUGIN_MODULE = textwrap.dedent('''
             return to_dense(acc) * self.factor
 
 
+    class HalveEach:
+        """A trajectory restraint: each edit's update halved."""
+
+        def mask_edit(self, w_prev, delta):
+            from prune.linalg import to_dense
+
+            return to_dense(delta) / 2
+
+
     def parse_triples(file, records, **options):
         """Records [subject, relation prompt with {}, new object, true object]."""
         return [EditRequest(f"t{i}", prompt.format(subject), subject, " " + new, " " + true)
@@ -82,7 +91,7 @@ def fresh_registries(monkeypatch):
 @pytest.fixture
 def fake_plugins(tmp_path, monkeypatch, fresh_registries):
     root = write_distribution(tmp_path / "site", "fakeplug", {
-        "seqedit.restraints": {"shrink": "fakeplug:Shrink"},
+        "seqedit.restraints": {"shrink": "fakeplug:Shrink", "halve-each": "fakeplug:HalveEach"},
         "seqedit.dataset_formats": {"triples": "fakeplug:parse_triples"},
         "seqedit.tasks": {"fake_task": "fakeplug:TASK"},
     }, PLUGIN_MODULE)

@@ -63,6 +63,20 @@ def test_plugin_restraint_as_an_evaluation_variant(fake_plugins):
     assert Restrainer(variant).mask_edit(w0, acc) is acc  # no per-edit role: unchanged
 
 
+def test_plugin_restraint_as_a_trajectory_restraint(fake_plugins):
+    from benchmark.components import Restrainer
+    from benchmark.spec import CellSpec
+
+    spec = CellSpec(model="tiny-llama", editor="rome", dataset={"name": "counterfact"}, n_edits=2,
+                    checkpoints=[0, 2], trajectory="halve-each")
+    restrainer = Restrainer(spec.trajectory)
+    w, a, b = torch.randn(4, 3), torch.randn(4, 1), torch.randn(3, 1)
+    torch.testing.assert_close(restrainer.mask_edit(w, (a, b)), (a @ b.T) / 2)
+    acc = torch.randn(4, 3)
+    assert restrainer.for_evaluation(w, acc, "m") is acc  # no evaluation role: unchanged
+    assert spec.slug.split("_")[3] == "halve-each"
+
+
 def test_plugin_dataset_format_reads_a_file(fake_plugins, tmp_path):
     from benchmark.data.loaders import PARSERS, load_requests
 
@@ -97,3 +111,18 @@ def test_grid_checks_plugin_restraint_names(fake_plugins, tmp_path):
     with pytest.raises(GridError, match="Did you mean 'shrink'") as err:
         load_grid(text)
     assert "variants[1].name" in str(err.value)
+
+
+def test_grid_reads_a_file_in_a_plugin_format(fake_plugins, tmp_path):
+    from benchmark.grid import load_grid
+
+    facts = [["Paris", "{} is the capital of", "Italy", "France"],
+             ["Rome", "{} is the capital of", "Spain", "Italy"]]
+    (tmp_path / "facts.json").write_text(json.dumps(facts))
+    grid = tmp_path / "g.yaml"
+    grid.write_text("schema_version: 1\nname: g\nmodels: [tiny-llama]\neditors: [rome]\n"
+                    "datasets: [{path: facts.json, format: triples}]\nn_edits: 2\n"
+                    "checkpoints: [0, 2]\n")
+    (cell,) = load_grid(grid).cells
+    assert cell.dataset.format == "triples"
+    assert cell.dataset.path == str(tmp_path / "facts.json")
