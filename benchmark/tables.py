@@ -16,7 +16,7 @@ A missing or non-finite value is an empty CSV field. The files are written by
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -25,14 +25,12 @@ from tabulate import DataRow, TableFormat
 from benchmark.core import io
 from benchmark.results import Record, SampleRow, read_samples
 from benchmark.stats import display
-from benchmark.stats.collapse import (
-    COLLAPSE_DEFAULTS,
-    CollapseSettings,
-    collapse_points,
-    lower_is_better,
-)
-from benchmark.stats.comparisons import identity_variants, paired_table, sample_index
+from benchmark.stats.analysis import IDENTITY_MARK, Analysis, records_frame
+from benchmark.stats.collapse import COLLAPSE_DEFAULTS, CollapseSettings, lower_is_better
 from benchmark.stats.paired import PAIRED_DEFAULTS, PairedSettings
+
+__all__ = ["PIVOT_ROW", "caption", "headline_markdown", "pivot_csv", "pivot_frame", "records_csv",
+           "records_frame", "write_tables"]
 
 #: Row key of pivot.csv; its columns are the checkpoints (``n=<number of edits>``).
 PIVOT_ROW = ["model", "editor", "dataset", "trajectory", "batch_size", "seed", "timing",
@@ -45,7 +43,6 @@ _SPECTRUM_COLUMNS = {"kappa_w": "κ max (n=0 → n)", "sigma_max_w": "σ_max max
 #: The same log-likelihoods per byte as word perplexity: left out of summary.md where the
 #: task has word perplexity (they stay in every CSV).
 _SAME_AS_WORD_PPL = ("byte_perplexity", "bits_per_byte")
-IDENTITY_MARK = " (= none)"
 
 #: Markdown table without padding to column width: ``| a | b |`` rows under ``|---|---|``.
 _MARKDOWN = TableFormat(lineabove=None, linebelowheader=lambda widths, _: "|" + "---|" * len(widths),
@@ -75,12 +72,6 @@ def caption(paired: PairedSettings = PAIRED_DEFAULTS,
         f"perplexity 2, κ and σ 1.\n")
 
 
-def records_frame(records: Sequence[Record]) -> pd.DataFrame:
-    """One row per record, the columns of :class:`Record` in order (None -> NaN)."""
-    return pd.DataFrame([r.model_dump(mode="json") for r in records],
-                        columns=list(Record.model_fields))
-
-
 def _csv(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
 
@@ -106,34 +97,6 @@ def _pivot(df: pd.DataFrame) -> pd.DataFrame:
 
 def pivot_csv(records: Sequence[Record]) -> str:
     return _csv(pivot_frame(records))
-
-
-def _number(x: float | None) -> float | None:
-    return None if x is None or pd.isna(x) else float(x)
-
-
-def _statistics(samples: Iterable[SampleRow]) -> dict[tuple[str, str, str], str]:
-    return {(s.kind, s.task, s.metric): s.statistic for s in samples}
-
-
-class _Summary:
-    """Everything one summary.md is built from, each frame computed once."""
-
-    def __init__(self, records: Sequence[Record], samples: Sequence[SampleRow],
-                 paired: PairedSettings = PAIRED_DEFAULTS,
-                 collapse: CollapseSettings = COLLAPSE_DEFAULTS):
-        self.settings = (paired, collapse)
-        self.df = records_frame(records)
-        self.statistics = _statistics(samples)
-        self.paired = paired_table(records, samples, paired)
-        self.collapse = collapse_points(self.df, collapse, self.statistics)
-        self.identity = identity_variants(records, sample_index(samples))
-        self.digits = {key: display.decimals(key[0], key[2], [_number(v) for v in rows["value"]],
-                                             self.statistics.get(key))
-                       for key, rows in self.df.groupby(_METRIC)}
-
-    def variant_label(self, cell: str, n: int, variant: str) -> str:
-        return variant + (IDENTITY_MARK if (cell, n, variant) in self.identity else "")
 
 
 def _shown_metrics(recs: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -171,10 +134,10 @@ def _last(recs: pd.DataFrame) -> pd.DataFrame:
     return recs[recs["n_edits"] == recs.groupby(_CELL)["n_edits"].transform("max")]
 
 
-def _values_table(s: _Summary, recs: pd.DataFrame, peaks: dict[tuple, float]) -> str:
+def _values_table(s: Analysis, recs: pd.DataFrame, peaks: dict[tuple, float]) -> str:
     """A row per cell × variant at its last checkpoint, a column per metric."""
     metrics = _shown_metrics(recs)
-    text = [display.value_se(_number(v), _number(e), s.digits[m])
+    text = [display.value_se(None if pd.isna(v) else v, None if pd.isna(e) else e, s.digits(m))
             for v, e, m in zip(recs["value"], recs["stderr"],
                                recs[_METRIC].itertuples(index=False, name=None))]
     recs = recs.assign(text=text)
@@ -196,7 +159,7 @@ def _values_table(s: _Summary, recs: pd.DataFrame, peaks: dict[tuple, float]) ->
     return _markdown(rows, header + list(_SPECTRUM_COLUMNS.values()))
 
 
-def _change_table(s: _Summary, recs: pd.DataFrame, paired: pd.DataFrame) -> str | None:
+def _change_table(s: Analysis, recs: pd.DataFrame, paired: pd.DataFrame) -> str | None:
     """Δ from the unedited model at each row's last checkpoint, with its interval."""
     metrics = _shown_metrics(recs)
     last = _last(recs)[_CELL + ["n_edits"]].drop_duplicates()
@@ -206,18 +169,18 @@ def _change_table(s: _Summary, recs: pd.DataFrame, paired: pd.DataFrame) -> str 
     rows = []
     for (editor, trajectory, variant, *_, cell, n), group in vs.groupby(_CELL + ["n_edits"], sort=True):
         by_metric = {(r.kind, r.task, r.metric): display.change(
-            r.delta, r.ci_low, r.ci_high, bool(r.significant), s.digits[(r.kind, r.task, r.metric)])
+            r.delta, r.ci_low, r.ci_high, bool(r.significant), s.digits((r.kind, r.task, r.metric)))
             for r in group.itertuples()}
         rows.append([editor, trajectory, s.variant_label(cell, n, variant), str(n)]
                     + [by_metric.get(m, "") for m in metrics])
     return _markdown(rows, ["editor", "trajectory", "variant", "edits"] + _header(metrics))
 
 
-def _collapse_table(s: _Summary, collapse: pd.DataFrame) -> str | None:
+def _collapse_table(s: Analysis, collapse: pd.DataFrame) -> str | None:
     if not len(collapse):
         return None
     metrics = _shown_metrics(collapse)
-    settings = s.settings[1]
+    settings = s.collapse_settings
     header = []
     for kind, task, metric in metrics:
         if kind == "editing":
@@ -235,14 +198,14 @@ def _collapse_table(s: _Summary, collapse: pd.DataFrame) -> str | None:
     return _markdown(rows, ["editor", "trajectory", "variant"] + header)
 
 
-def _summary_markdown(s: _Summary, title: str) -> str:
-    df = s.df
+def _summary_markdown(s: Analysis, title: str) -> str:
+    df = s.frame
     if not len(df):
         return ""
     spectrum = df[df["kind"] == "spectrum"]
     out = [f"# {title}\n"] if title else []
-    out.append(caption(*s.settings))
-    level = f"{s.settings[0].confidence:.0%}"
+    out.append(caption(s.paired_settings, s.collapse_settings))
+    level = f"{s.paired_settings.confidence:.0%}"
     for (model, dataset), recs in df[df["kind"] != "spectrum"].groupby(["model", "dataset"]):
         peaks = _spectrum_peaks(spectrum[spectrum["model"] == model])
         out.append(f"## {model} · {dataset}\n\n### Values\n\n{_values_table(s, recs, peaks)}\n")
@@ -262,7 +225,7 @@ def headline_markdown(records: Sequence[Record], *, title: str = "",
     checkpoint, one column per editing/general metric (value ± stderr), the unedited model
     (n = 0) first; then the change from the unedited model with paired intervals (where
     there are samples) and the collapse points."""
-    return _summary_markdown(_Summary(records, list(samples)), title)
+    return _summary_markdown(Analysis(records, list(samples)), title)
 
 
 def _samples_of(directory: Path) -> list[SampleRow]:
@@ -278,9 +241,9 @@ def write_tables(directory: Path, records: Sequence[Record], *, title: str = "",
     tables = directory / "tables"
     paths = [tables / name for name in
              ("records.csv", "pivot.csv", "paired.csv", "collapse.csv", "summary.md")]
-    summary = _Summary(records, samples)
-    io.write_text(paths[0], _csv(summary.df))
-    io.write_text(paths[1], _csv(_pivot(summary.df)))
+    summary = Analysis(records, samples)
+    io.write_text(paths[0], _csv(summary.frame))
+    io.write_text(paths[1], _csv(_pivot(summary.frame)))
     io.write_text(paths[2], _csv(summary.paired))
     io.write_text(paths[3], _csv(summary.collapse))
     io.write_text(paths[4], _summary_markdown(summary, title))

@@ -21,13 +21,12 @@ from benchmark.core import io
 from benchmark.core.errors import DataError
 from benchmark.results import Record, SampleRow, read_records, read_samples
 from benchmark.stats import display
-from benchmark.stats.collapse import COLLAPSE_DEFAULTS, CollapseSettings, collapse_points
-from benchmark.stats.comparisons import identity_variants, paired_table, sample_index
+from benchmark.stats.analysis import IDENTITY_MARK, Analysis
+from benchmark.stats.collapse import COLLAPSE_DEFAULTS, CollapseSettings
 from benchmark.stats.paired import PAIRED_DEFAULTS, PairedSettings
 
 BEGIN = "<!-- headline:begin -->"
 END = "<!-- headline:end -->"
-IDENTITY_MARK = " (= none)"
 
 
 @dataclass(frozen=True)
@@ -82,12 +81,11 @@ def _one(rows: pd.DataFrame, signal: Signal) -> dict | None:
     return None if found.empty else found.iloc[-1].to_dict()
 
 
-def _digits(records: pd.DataFrame, statistics: dict, signal: Signal) -> int:
-    rows = _find(records, signal)
+def _digits(t: Analysis, signal: Signal) -> int:
+    rows = _find(t.frame, signal)
     if rows.empty:
         return 1
-    key = (rows["kind"].iloc[0], rows["task"].iloc[0], rows["metric"].iloc[0])
-    return display.decimals(key[0], key[2], rows["value"].tolist(), statistics.get(key))
+    return t.digits((rows["kind"].iloc[0], rows["task"].iloc[0], rows["metric"].iloc[0]))
 
 
 def _change(row: dict | None, digits: int) -> str:
@@ -109,45 +107,25 @@ def _collapse_text(rows: pd.DataFrame, signals: Sequence[Signal]) -> str:
     return point if len(signals) == 1 else f"{point} ({signal.label})"
 
 
-class _Tables:
-    """One folder's frames, computed once."""
-
-    def __init__(self, folder: Folder, paired: PairedSettings, collapse: CollapseSettings):
-        self.records = pd.DataFrame([r.model_dump(mode="json") for r in folder.records],
-                                    columns=list(Record.model_fields))
-        self.statistics = {(s.kind, s.task, s.metric): s.statistic for s in folder.samples}
-        self.paired = paired_table(folder.records, folder.samples, paired)
-        self.collapse = collapse_points(self.records, collapse, self.statistics)
-        self.identity = identity_variants(folder.records, sample_index(folder.samples))
-        self.settings = (paired, collapse)
-
-    def digits(self, signal: Signal) -> int:
-        return _digits(self.records, self.statistics, signal)
-
-
-def _variant_label(t: _Tables, cell: str, n: int, variant: str) -> str:
-    return variant + (IDENTITY_MARK if (cell, n, variant) in t.identity else "")
-
-
-def _rows(t: _Tables, recs: pd.DataFrame) -> tuple[list[list[str]], list[list[str]]]:
+def _rows(t: Analysis, recs: pd.DataFrame) -> tuple[list[list[str]], list[list[str]]]:
     """The change rows and the PRUNE − none rows of one (model, dataset)."""
     changes, restraint = [], []
     general = [s for s in SIGNALS if s.kind == "general"]
     for (editor, trajectory, variant, *_, cell), rows in recs.groupby(_ROW, sort=True):
         n = int(rows["n_edits"].max())
         at = rows[rows["n_edits"] == n]
-        label = [editor, trajectory, _variant_label(t, cell, n, variant), str(n)]
+        label = [editor, trajectory, t.variant_label(cell, n, variant), str(n)]
         mine = t.paired[(t.paired["cell"] == cell) & (t.paired["variant"] == variant)
                         & (t.paired["n_edits"] == n)]
         vs = mine[mine["comparison"] == "vs_unedited"]
-        efficacy = [display.number(r["value"], t.digits(s)) if (r := _one(at, s)) else display.MISSING
+        efficacy = [display.number(r["value"], _digits(t, s)) if (r := _one(at, s)) else display.MISSING
                     for s in EFFICACY]
         col = t.collapse[(t.collapse["cell"] == cell) & (t.collapse["variant"] == variant)]
-        changes.append(label + efficacy + [_change(_one(vs, s), t.digits(s)) for s in SIGNALS]
+        changes.append(label + efficacy + [_change(_one(vs, s), _digits(t, s)) for s in SIGNALS]
                        + [_collapse_text(col, [s]) for s in EFFICACY] + [_collapse_text(col, general)])
         prune = mine[mine["comparison"] == "prune_vs_none"]
         if not prune.empty:
-            restraint.append(label + [_change(_one(prune, s), t.digits(s)) for s in SIGNALS])
+            restraint.append(label + [_change(_one(prune, s), _digits(t, s)) for s in SIGNALS])
     return changes, restraint
 
 
@@ -174,8 +152,8 @@ def legend(paired: PairedSettings = PAIRED_DEFAULTS,
 def folder_markdown(folder: Folder, paired: PairedSettings = PAIRED_DEFAULTS,
                     collapse: CollapseSettings = COLLAPSE_DEFAULTS) -> str:
     """The headline tables of one result folder (one section per model and dataset)."""
-    t = _Tables(folder, paired, collapse)
-    recs = t.records[t.records["kind"] != "spectrum"]
+    t = Analysis(folder.records, folder.samples, paired, collapse)
+    recs = t.frame[t.frame["kind"] != "spectrum"]
     out = []
     head = ["editor", "trajectory", "variant", "edits"]
     for (grid, suite, model, dataset), group in recs.groupby(
