@@ -28,6 +28,12 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "olmo2": _DECODER,
     "phi3": _DECODER,
     "gpt_neox": dict(_DECODER, hidden_size=48, intermediate_size=64),
+    # the multimodal wrapper: a 1-layer vision tower, image tokens after the byte vocabulary
+    "gemma3": dict(text_config=dict(_DECODER, head_dim=8, vocab_size=VOCAB + 3),
+                   vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                      num_attention_heads=2, image_size=28, patch_size=14),
+                   mm_tokens_per_image=4, image_token_index=VOCAB, boi_token_index=VOCAB + 1,
+                   eoi_token_index=VOCAB + 2),
     "gpt2": dict(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=128, **_IDS),
     "gptj": dict(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=128, rotary_dim=4,
                  n_inner=80, **_IDS),

@@ -56,8 +56,9 @@ def test_templates_resolve_to_modules_of_documented_shapes(model_type, tiny_fold
     assert isinstance(emb, torch.nn.Embedding)
     assert emb.weight.shape[1] == arch.d_model  # the embedding's width is the residual width
     blocks = [core_arch.get_module(model, arch.layer_name(i)) for i in range(arch.n_layers)]
-    assert len(blocks) == TINY_CONFIGS[model_type].get("num_hidden_layers",
-                                                        TINY_CONFIGS[model_type].get("n_layer"))
+    kwargs = TINY_CONFIGS[model_type]
+    kwargs = kwargs.get("text_config", kwargs)
+    assert len(blocks) == kwargs.get("num_hidden_layers", kwargs.get("n_layer"))
     with pytest.raises(core_arch.ModuleNotFound):
         core_arch.get_module(model, arch.layer_name(arch.n_layers))
     for i, block in enumerate(blocks):
