@@ -80,7 +80,7 @@ class Published:
         return self.wd / self.grid.cells[i].folder
 
 
-def _stub_plot(path, title, ylabel, records, spectrum):
+def _stub_plot(path, title, ylabel, records, spectrum, **_):
     from benchmark.core import io
 
     with io.atomic_path(path) as tmp:
@@ -94,6 +94,7 @@ def _fast_plots(monkeypatch):
     from benchmark import report
 
     monkeypatch.setattr(report, "_plot", _stub_plot)
+    monkeypatch.setattr(report, "_views", lambda plots, records: [])  # the per-metric plots only
 
 
 @pytest.fixture(autouse=True)
@@ -123,6 +124,7 @@ def _published_template(tmp_path_factory, fake_components):
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(report, "_plot", _stub_plot)
+            mp.setattr(report, "_views", lambda plots, records: [])
             outcome = run_grid(grid, workdir=root / "work", out=root / "out", components=comps,
                                progress=False)
     finally:

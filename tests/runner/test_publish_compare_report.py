@@ -221,16 +221,3 @@ def test_committed_smoke_results_compare(metric_path, tmp_path, capsys):
     assert main(["compare", str(smoke), str(new)]) == 1
     out = capsys.readouterr().out
     assert "REGRESSIONS" in out and metric_path in out
-
-
-def test_legend_says_when_a_restraint_variant_equals_eval_none():
-    from benchmark.report import series_label
-
-    same = [(0, 1.0), (5, 2.0)]
-    series = {("rome", "none", "none", 1, 0, "first-n"): same,
-              ("rome", "none", "prune-e", 1, 0, "first-n"): list(same),
-              ("memit", "none", "none", 1, 0, "first-n"): same,
-              ("memit", "none", "prune-e", 1, 0, "first-n"): [(0, 1.0), (5, 1.5)]}
-    assert "never active" in series_label(("rome", "none", "prune-e", 1, 0, "first-n"), series)
-    assert "never active" not in series_label(("memit", "none", "prune-e", 1, 0, "first-n"), series)
-    assert series_label(("rome", "none", "none", 1, 0, "first-n"), series) == "trajectory none, eval none"
