@@ -25,6 +25,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from benchmark import SUITE_VERSION
 from benchmark.core.errors import DataError
 from benchmark.evaluation import LOWER_IS_BETTER
 from benchmark.leaderboard.rows import Figure, Row, rank, rows_of
@@ -33,7 +34,7 @@ from benchmark.validate import InvalidResults, validate
 STATIC = Path(__file__).resolve().parent / "static"
 #: the committed result folders the project's site is built from (``nox -s leaderboard``)
 #: and the folder it is committed in, both relative to the repository root
-SOURCES = ("results/v1/smoke", "results/v1/ci")
+SOURCES = (f"results/{SUITE_VERSION}/smoke", f"results/{SUITE_VERSION}/ci")
 SITE = "site"
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.leaderboard.groups import GroupKey, group_key
+from benchmark.plotting import identity_states
 from benchmark.results import CellStatus, Record, read_cells, read_records
 
 Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
@@ -170,15 +171,6 @@ def _peak(records: Sequence[Record], metric: str) -> float | None:
     vals = [r.value for r in records if r.kind == "spectrum" and r.metric == metric
             and r.value is not None]
     return max(vals) if vals else None
-
-
-def identity_states(records: Sequence[Record]) -> set[tuple[str, int, str]]:
-    """(cell, n_edits, variant) of non-``none`` variants whose every record equals that of
-    ``none`` at the same cell and checkpoint: the restraint did not act there."""
-    state: dict[tuple[str, int, str], dict[tuple, tuple]] = defaultdict(dict)
-    for r in records:
-        state[(r.cell, r.n_edits, r.variant)][(r.kind, r.task, r.metric)] = (r.value, r.n)
-    return {k for k, v in state.items() if k[2] != "none" and v == state.get((k[0], k[1], "none"))}
 
 
 def curves(records: Sequence[Record]) -> dict[str, list[list[float | None]]]:

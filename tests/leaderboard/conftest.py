@@ -99,18 +99,25 @@ def submission(_ci_template, tmp_path) -> Path:
     return dst
 
 
+def current(folder: Path) -> bool:
+    """Whether ``folder`` holds results of the schema this suite writes."""
+    if not (folder / "records.jsonl").is_file():
+        return False
+    first = json.loads((folder / "records.jsonl").read_text().splitlines()[0])
+    return first["schema_version"] == RECORDS_SCHEMA_VERSION
+
+
 def site_sources(root: Path) -> list[Path]:
-    """The result folders the project's site is built from, as the current schema reads
-    them: the committed folders themselves, or (while they are of an older schema) their
-    upgraded copies under ``root``."""
+    """The result folders the project's site is built from: the committed folders, or,
+    while they are not yet published in the current schema, upgraded copies (under
+    ``root``) of the committed v1 folders of the same grids."""
     from benchmark.leaderboard.build import SOURCES
 
     out = []
     for rel in SOURCES:
         folder = settings.REPO_ROOT / rel
-        first = json.loads((folder / "records.jsonl").read_text().splitlines()[0])
-        if first["schema_version"] < RECORDS_SCHEMA_VERSION:
-            folder = upgraded_copy(folder, root / Path(rel).name)
+        if not current(folder):
+            folder = upgraded_copy(COMMITTED / Path(rel).name, root / Path(rel).name)
         out.append(folder)
     return out
 
