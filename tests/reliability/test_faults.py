@@ -14,10 +14,10 @@ import pytest
 
 from tests.reliability.conftest import tree_hashes
 
-#: files a publish of the test grid writes: records, cells, 2 provenance, grid.yaml,
-#: 3 tables and 6 plots (2 editing metrics, 2 general scores, 2 spectrum figures)
-PUBLISH_WRITES = 14
-REPORT_WRITES = 9  # 3 tables, 6 plots
+#: files a publish of the test grid writes: records, samples, cells, 2 provenance, grid.yaml,
+#: 5 tables and 6 plots (2 editing metrics, 2 general scores, 2 spectrum figures)
+PUBLISH_WRITES = 17
+REPORT_WRITES = 11  # 5 tables, 6 plots
 
 
 def _staging(out: Path) -> str:
