@@ -160,3 +160,33 @@ def test_committed_site_is_up_to_date(tmp_path):
     build_site(site_sources(tmp_path / "sources"), tmp_path / "site")
     assert _tree(tmp_path / "site") == _tree(committed), \
         "site/ differs from a fresh build: run `nox -s leaderboard` and commit site/"
+
+
+def test_a_paired_table_gives_the_delta_intervals(submission, tmp_path):
+    """With tables/paired.csv (comparison vs_unedited) the Δ column takes its interval."""
+    recs = _records(submission)
+    r = next(x for x in recs if x["kind"] == "general" and x["n_edits"] == 8
+             and x["variant"] == "none" and x["metric"] == "word_perplexity")
+    header = "cell,n_edits,variant,kind,task,metric,comparison,delta,ci_low,ci_high,method\n"
+    rows = [f"{r['cell']},8,none,general,{r['task']},{r['metric']},vs_unedited,1.5,0.5,2.5,"
+            "paired-bootstrap",
+            f"{r['cell']},8,none,general,{r['task']},{r['metric']},rect_vs_none,9,8,10,paired-t"]
+    (submission / "tables" / "paired.csv").write_text(header + "\n".join(rows) + "\n")
+    build_site([submission], tmp_path / "site")
+    row = next(x for x in _data(tmp_path / "site")["rows"]
+               if x["cell"] == r["cell"] and x["variant"] == "none")
+    fig = row["figures"][f"delta:general/{r['task']}/{r['metric']}"]
+    assert (fig["v"], fig["lo"], fig["hi"]) == (1.5, 0.5, 2.5) and "paired" in fig["how"]
+    other = next(x for x in _data(tmp_path / "site")["rows"]
+                 if x["cell"] != r["cell"] and x["variant"] == "none")
+    assert "unpaired" in other["figures"][f"delta:general/{r['task']}/{r['metric']}"]["how"] \
+        or other["figures"][f"delta:general/{r['task']}/{r['metric']}"]["lo"] is None
+
+
+def test_committed_flag_takes_no_folders(capsys):
+    with pytest.raises(SystemExit):
+        main(["leaderboard", "build", "--committed", "--out", "x"])
+    assert "--committed takes no RESULT_DIR" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["leaderboard", "build", "somewhere"])
+    assert "--out SITE_DIR" in capsys.readouterr().err
