@@ -81,14 +81,17 @@ def _install(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit, parity, smoke tests and benchmarks-as-tests (not the slow ones), then the
-    regression check of the `ci` grid against its committed results (about a minute).
+    """Unit, parity, smoke tests and benchmarks-as-tests (not the slow ones), the `ci` grid
+    as local submitit jobs (tests/executors/test_local.py), then the regression check of the
+    `ci` grid against its committed results (about a minute).
     With arguments (``nox -s tests -- ARGS``) only ``pytest ARGS`` runs."""
     _install(session)
     if session.posargs:
         session.run("pytest", *session.posargs, env=_env(session))
         return
     session.run("pytest", "-m", "not slow", "--benchmark-disable", "-q", env=_env(session))
+    # the `ci` grid as local submitit jobs vs in process, and a killed job resumed (minutes)
+    session.run("pytest", "-m", "slow", "-q", "tests/executors/test_local.py", env=_env(session))
     _regression(session)
 
 
