@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
+from benchmark.core.errors import DataError
 from benchmark.evaluation import Items
 from benchmark.results import Record, SampleRow
 from benchmark.stats.paired import PAIRED_DEFAULTS, PairedSettings, align, compare_paired
@@ -100,7 +101,12 @@ def _pairs(records: Sequence[Record]) -> Iterable[tuple[str, Record, Record]]:
 
 def _row(comparison: str, ref: Record, rec: Record, a: Items, b: Items,
          settings: PairedSettings, identity: bool) -> dict:
-    paired = align(a, b)
+    try:
+        paired = align(a, b)
+    except ValueError as exc:
+        raise DataError("samples.jsonl", f"cannot pair with {ref.cell} n={ref.n_edits} "
+                        f"{ref.variant}: {exc}", record=f"{rec.cell} n={rec.n_edits} {rec.variant}",
+                        field=f"{rec.kind}/{rec.task}/{rec.metric}") from None
     c = compare_paired(paired, settings)
     value_ref = value = math.nan
     if paired.n:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from benchmark.core.errors import DataError
 from benchmark.stats.comparisons import COLUMNS, paired_table
 from benchmark.stats.paired import PairedSettings
 from tests.stats import synthetic
@@ -135,3 +136,13 @@ def test_incomparable_or_unsampled_records_have_no_row(folder):
     assert n("rome-none", 20, "prune-e", "acc") == 1  # vs_unedited stays; prune_vs_none goes
     assert n("rome-none", 20, "prune-e", "locality") == 0
     assert paired_table([], []).empty
+
+
+def test_unpairable_samples_are_a_named_error(folder):
+    records, samples = folder
+    broken = [s.model_copy(update={"ids": ("case0", "case0") + s.ids[2:]})
+              if (s.cell, s.n_edits, s.variant, s.metric) == ("rome-none", 10, "none", "locality") else s
+              for s in samples]
+    with pytest.raises(DataError, match=r"samples.jsonl, record rome-none n=10 none, field "
+                                        r"'editing/cf/locality': .*'case0' appears twice"):
+        paired_table(records, broken, SETTINGS)
