@@ -10,6 +10,7 @@ cache keys and provenance. A ``hf:`` name records the commit it resolves to. Off
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -26,8 +27,11 @@ log = logging.getLogger(__name__)
 #: Files whose bytes are the weights (top level of the folder; shards included).
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
-#: sha256 of a weight file by (path, size, mtime_ns, inode): a folder is hashed once per process.
-_HASHES: dict[tuple[str, int, int, int], str] = {}
+#: sha256 of a weight file by (path, size, mtime_ns, inode), in memory and in
+#: ``<cache root>/models/weights-sha256.json`` for later processes (as the data files'
+#: verification cache): a checkpoint is hashed once, until a file changes size, mtime or inode.
+_HASHES: dict[str, str] = {}
+_DISK_MEMO = "weights-sha256.json"
 
 
 def resolve(text: str) -> ModelEntry:
@@ -44,13 +48,39 @@ def resolve(text: str) -> ModelEntry:
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered for this process while its size and mtime are unchanged."""
+    """sha256 of a file, remembered while its size, mtime and inode are unchanged."""
     st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
     if key not in _HASHES:
-        log.info("hashing %s (%.1f MB)", path, st.st_size / 1e6)
-        _HASHES[key] = io.sha256_file(path)
+        memo = _memo_read()
+        if key in memo:
+            log.info("trusting cached hash of %s (size, mtime, inode unchanged)", path)
+            _HASHES[key] = memo[key]
+        else:
+            log.info("hashing %s (%.1f MB)", path, st.st_size / 1e6)
+            _HASHES[key] = io.sha256_file(path)
+            _memo_write({**memo, key: _HASHES[key]})
     return _HASHES[key]
+
+
+def _memo_file() -> Path:
+    return settings.cache_root() / "models" / _DISK_MEMO
+
+
+def _memo_read() -> dict[str, str]:
+    try:
+        data = json.loads(_memo_file().read_text())
+    except (OSError, ValueError, settings.SettingError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _memo_write(memo: dict[str, str]) -> None:
+    """Keep the hashes for later processes; failing to only costs hashing again."""
+    try:
+        io.write_json(_memo_file(), memo)
+    except (OSError, settings.SettingError) as exc:
+        log.warning("weight hash cache not written (%s); later runs hash the weights again", exc)
 
 
 def weight_files(folder: Path) -> list[Path]:

@@ -174,3 +174,25 @@ def test_two_weight_files_at_one_path_get_different_identities(tmp_path, corpus_
     assert second.identity["config_sha256"] == first.identity["config_sha256"]
     assert stats_key(second, 1, spec, corpus_root) != key_a
     assert second.entry.name == first.entry.name  # one path, one slug: only the identity differs
+
+
+def test_weight_hashes_are_remembered_across_processes_until_a_file_changes(tmp_path, monkeypatch):
+    from benchmark.core import io as core_io
+    from benchmark.models import refs
+
+    monkeypatch.setenv("SEQEDIT_CACHE", str(tmp_path / "cache"))
+    folder = save_tiny("gpt2", tmp_path / "model")
+    weights = folder / "model.safetensors"
+    hashed: list[str] = []
+    real = core_io.sha256_file
+    monkeypatch.setattr(core_io, "sha256_file", lambda p, *a: hashed.append(str(p)) or real(p, *a))
+    monkeypatch.setattr(refs, "_HASHES", {})
+    first = models.get_entry(f"path:{folder}").source.weights_sha256
+    assert first == (("model.safetensors", _sha256(weights)),) and str(weights) in hashed
+    hashed.clear()
+    monkeypatch.setattr(refs, "_HASHES", {})  # a new process: only the cache root remembers
+    assert models.get_entry(f"path:{folder}").source.weights_sha256 == first
+    assert str(weights) not in hashed
+    save_tiny("gpt2", folder, seed=3)  # a new checkpoint in place: hashed again
+    second = models.get_entry(f"path:{folder}").source.weights_sha256
+    assert str(weights) in hashed and second == (("model.safetensors", _sha256(weights)),) != first
