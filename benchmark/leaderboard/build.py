@@ -29,6 +29,7 @@ from benchmark import SUITE_VERSION
 from benchmark.core.errors import DataError
 from benchmark.evaluation import LOWER_IS_BETTER
 from benchmark.leaderboard.rows import Figure, Row, rank, rows_of
+from benchmark.plotting import axis_label
 from benchmark.validate import InvalidResults, validate
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -122,8 +123,7 @@ def _metric_options(rows: list[Row]) -> list[dict[str, str]]:
     keys.sort(key=lambda k: (order.get(k.split("/")[0], 3), k))
     labels = {"spectrum/max/kappa_w": "κ(W), largest over edited matrices",
               "spectrum/max/sigma_max_w": "σ_max(W), largest over edited matrices"}
-    return [{"key": k, "label": labels.get(k, " · ".join(k.split("/")[1:]).replace("_", " "))}
-            for k in keys]
+    return [{"key": k, "label": labels.get(k) or axis_label(*k.split("/", 2))} for k in keys]
 
 
 def page_data(rows: list[Row], cols: list[Column]) -> dict[str, Any]:

@@ -144,7 +144,8 @@ def test_the_chart_draws_one_series_per_ticked_row(page, tmp_path):
 
 
 def _screenshot(driver, tmp_path: Path) -> None:
-    driver.set_window_size(1600, 2200)
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1600, min(int(height) + 150, 4000))  # the whole page
     path = tmp_path / "leaderboard.png"
     assert driver.save_screenshot(str(path))
     assert path.stat().st_size > 10_000
