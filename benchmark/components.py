@@ -100,11 +100,15 @@ def _stats_keys(loaded, hp) -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
-def default_evaluate_editing(loaded, requests: Sequence, metrics: Sequence[str],
-                             batch_size: int) -> dict[str, MetricValue]:
+def default_evaluate_editing(loaded, requests: Sequence, metrics: Sequence[str], batch_size: int,
+                             generation: dict | None = None) -> dict[str, MetricValue]:
+    """``generation``: the cell's generation rule (``evaluation.generation`` of the spec)."""
     from benchmark.evaluation.editing import evaluate_editing
+    from benchmark.evaluation.generation import GenerationRule
 
-    return evaluate_editing(loaded, list(requests), metrics=tuple(metrics), batch_size=batch_size)
+    rule = GenerationRule.from_dict(generation) if generation is not None else None
+    return evaluate_editing(loaded, list(requests), metrics=tuple(metrics), batch_size=batch_size,
+                            generation=rule)
 
 
 def default_evaluate_tasks(loaded, tasks: Sequence[TaskSpec], batch_size: int,

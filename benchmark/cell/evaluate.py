@@ -23,6 +23,7 @@ from benchmark.core import io
 from benchmark.core.arch import to_out_in
 from benchmark.core.requests import EditRequest
 from benchmark.evaluation import MetricValue, as_metric_value, pooled
+from benchmark.evaluation.generation import GENERATION_METRICS
 from benchmark.results import Record, SampleRow, finite_or_none
 from prune.linalg import Update
 
@@ -30,9 +31,6 @@ log = logging.getLogger(__name__)
 
 Metrics = Mapping[str, object]  # metric name -> MetricValue (or what as_metric_value reads)
 
-#: editing metrics scored from greedy generations (the spec's generation rule)
-GENERATION_METRICS = frozenset({"gen_efficacy", "gen_generalization", "zsre_gen_efficacy",
-                                "zsre_gen_generalization"})
 #: editing metrics scored from sampled generations (fluency, consistency)
 SAMPLED_METRICS = frozenset({"fluency", "consistency"})
 
@@ -111,7 +109,8 @@ def evaluate_each(run: CellRun, batch: Sequence[EditRequest]) -> None:
     ev = run.spec.evaluation
     seed = derived_seed(run.spec.seed, "each", run.cursor)
     with run.phase("evaluation"), isolated_rng(seed):
-        scores = run.comps.evaluate_editing(run.loaded, batch, ev.editing_metrics, ev.batch_size)
+        scores = run.comps.evaluate_editing(run.loaded, batch, ev.editing_metrics, ev.batch_size,
+                                            generation=ev.generation.canonical())
     run.each.append({k: as_metric_value(v) for k, v in scores.items()})
 
 
@@ -169,7 +168,8 @@ def _editing(run: CellRun, n: int, variant: str, seed: int) -> Evaluated:
     reqs = _editing_requests(run, n)
     if ev.editing_metrics and reqs is not None:
         def editing() -> dict:
-            return run.comps.evaluate_editing(run.loaded, reqs, ev.editing_metrics, ev.batch_size)
+            return run.comps.evaluate_editing(run.loaded, reqs, ev.editing_metrics, ev.batch_size,
+                                              generation=ev.generation.canonical())
 
         if n == 0:
             key = {"model": run.loaded.identity or {}, "dtype": spec.dtype,
