@@ -200,6 +200,14 @@ def save(fig, path: Path) -> list[Path]:
     return out
 
 
+def line_style(variant: str) -> str:
+    """Solid: no restraint at evaluation; dashed: PRUNE; dash-dot: another PRUNE form
+    (e.g. ``prune-e-double_add``)."""
+    if variant == "none":
+        return "-"
+    return "--" if variant.count("-") <= 1 else "-."
+
+
 def is_rate(metric: str) -> bool:
     return metric_name(metric)[1] == "%"
 

@@ -32,6 +32,7 @@ from benchmark.plotting import (
     identity_states,
     is_rate,
     legend_below,
+    line_style,
     log_if_wide,
     pyplot,
     save,
@@ -68,7 +69,7 @@ def _plot(path: Path, title: str, ylabel: str, records: Sequence[Record], spectr
             t_idx = trajectories.index(traj)
             note = activity_note(variant, cps, idle)
             draw_series(ax, pts, colour=colours[t_idx % len(colours)],
-                        style="--" if variant.startswith("prune") else "-",
+                        style=line_style(variant),
                         marker=MARKERS[t_idx % len(MARKERS)], label=series_label(key, note),
                         rate=is_rate(metric), band=not note.startswith("never"))
         base = baseline(recs, spectrum)

@@ -34,6 +34,7 @@ from benchmark.plotting import (
     identity_states,
     is_rate,
     legend_right,
+    line_style,
     log_if_wide,
     pyplot,
     save,
@@ -99,7 +100,7 @@ def _styles(records: Sequence[Record]):
         editor, traj, variant, *_ = key
         return dict(colour=colours[editors.index(editor) % len(colours)],
                     marker=markers[trajectories.index(traj) % len(markers)],
-                    style="--" if variant.startswith("prune") else "-")
+                    style=line_style(variant))
     return style
 
 
