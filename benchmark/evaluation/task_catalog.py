@@ -122,7 +122,7 @@ HEADLINE_TASKS: tuple[str, ...] = ("prune_reasoning", "known_facts", "wikitext_h
 #: Per-task document limits for the smoke grid (first N documents). Sized so that one
 #: evaluation of all headline tasks on SmolLM2 stays within about a minute on 2 CPU cores
 #: (tests/benchmarks/test_bench_eval.py).
-SMOKE_LIMITS: dict[str, int] = {"prune_reasoning": 12, "known_facts": 80, "wikitext_heldout": 6}
+SMOKE_LIMITS: dict[str, int] = {"prune_reasoning": 12, "known_facts": 80, "wikitext_heldout": 30}
 
 
 def task_names(family: Family | None = None) -> list[str]:
