@@ -2,12 +2,17 @@
 
 A group is fixed by the model (its name and the identity of its weights: hub revision,
 GGUF sha256 or random-config hash), the edit data set and split, the number of edits,
-the batch size, the evaluation timing and the scorer of the editing metrics. Rows of
+the batch size, the evaluation timing, the scorer of the editing metrics and the
+evaluation protocol (the records' ``protocol``: edit requests' offset and file, task limits
+and prompt format; a short hash of them, empty for schema-1 records). Rows of
 different groups measure different things; ranking across them is how orderings flip.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -25,15 +30,18 @@ class GroupKey(NamedTuple):
     batch_size: int
     timing: str
     scorer: str
+    protocol: str = ""
 
     def label(self) -> str:
         """A short readable name of the group (shown on the page)."""
-        return (f"{self.model}@{self.weights[:12]} · {self.dataset} · {self.n_edits} edits · "
-                f"batch {self.batch_size} · {self.timing} · {self.scorer}")
+        label = (f"{self.model}@{self.weights[:12]} · {self.dataset} · {self.n_edits} edits · "
+                 f"batch {self.batch_size} · {self.timing} · {self.scorer}")
+        return label + (f" · protocol {self.protocol}" if self.protocol else "")
 
     def slug(self) -> str:
-        return f"{self.model}-{self.weights[:8]}-{self.dataset}-n{self.n_edits}-b{self.batch_size}" \
-               f"-{self.timing}-{self.scorer}".replace(":", "_").replace("+", "_")
+        slug = f"{self.model}-{self.weights[:8]}-{self.dataset}-n{self.n_edits}-b{self.batch_size}" \
+               f"-{self.timing}-{self.scorer}" + (f"-{self.protocol}" if self.protocol else "")
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", slug)
 
 
 def weights_identity(model_identity: Mapping[str, Any]) -> str | None:
@@ -51,10 +59,21 @@ def editing_scorer(scorers: Iterable[str | None]) -> str:
     return "+".join(named) if named else UNRECORDED_SCORER
 
 
+def protocol_hash(protocols: Iterable[tuple[str, str, str]]) -> str:
+    """Short hash of the (kind, task, protocol) of a cell's editing and general records
+    (empty when none records a protocol)."""
+    named = sorted({p for p in protocols if p[2]})
+    if not named:
+        return ""
+    return hashlib.sha256(json.dumps(named).encode()).hexdigest()[:8]
+
+
 def group_key(spec: Mapping[str, Any], model_identity: Mapping[str, Any],
-              scorers: Iterable[str | None]) -> GroupKey:
+              scorers: Iterable[str | None],
+              protocols: Iterable[tuple[str, str, str]] = ()) -> GroupKey:
     """The group of a cell from its spec (as in ``cells.jsonl``), its provenance's model
-    identity and the scorers of its editing records. Raises KeyError naming a missing key."""
+    identity, the scorers of its editing records and the (kind, task, protocol) of its
+    editing and general records. Raises KeyError naming a missing key."""
     weights = weights_identity(model_identity)
     if weights is None:
         raise KeyError(f"model_identity has none of {', '.join(WEIGHT_KEYS)}")
@@ -62,4 +81,5 @@ def group_key(spec: Mapping[str, Any], model_identity: Mapping[str, Any],
     return GroupKey(model=str(spec["model"]), weights=weights,
                     dataset=f"{dataset['name']}:{dataset['split']}",
                     n_edits=int(spec["n_edits"]), batch_size=int(spec["batch_size"]),
-                    timing=str(spec["evaluation"]["timing"]), scorer=editing_scorer(scorers))
+                    timing=str(spec["evaluation"]["timing"]), scorer=editing_scorer(scorers),
+                    protocol=protocol_hash(protocols))

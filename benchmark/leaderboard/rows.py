@@ -239,7 +239,9 @@ def rows_of(directory: Path, source: str) -> list[Row]:
         prov = json.loads((directory / "provenance" / f"{c.folder}.json").read_text("utf-8"))
         recs = by_cell[c.cell]
         scorers = [getattr(r, "scorer", None) for r in recs if r.kind == "editing"]
-        group = group_key(c.spec, prov.get("model_identity") or {}, scorers)
+        protocols = [(r.kind, r.task, getattr(r, "protocol", "")) for r in recs
+                     if r.kind != "spectrum"]
+        group = group_key(c.spec, prov.get("model_identity") or {}, scorers, protocols)
         last = int(c.spec["n_edits"])
         base = {signal_key(r): r for r in recs if r.n_edits == 0 and r.variant == "none"}
         for v in dict.fromkeys(r.variant for r in recs):

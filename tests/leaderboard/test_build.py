@@ -66,10 +66,13 @@ def test_rows_are_cells_times_variants_grouped_by_comparable_setting(submission,
     build_site([submission], tmp_path / "site")
     data = _data(tmp_path / "site")
     cells = [json.loads(x) for x in (submission / "cells.jsonl").read_text().splitlines()]
+    recs = _records(submission)
     expected = {}
     for c in cells:
         prov = json.loads((submission / "provenance" / f"{c['folder']}.json").read_text())
-        key = group_key(c["spec"], prov["model_identity"], ["teacher-forced"])
+        protocols = [(r["kind"], r["task"], r.get("protocol", "")) for r in recs
+                     if r["cell"] == c["cell"] and r["kind"] != "spectrum"]
+        key = group_key(c["spec"], prov["model_identity"], ["teacher-forced"], protocols)
         expected[key.slug()] = expected.get(key.slug(), 0) + len(c["spec"]["variants"])
     got = {}
     for r in data["rows"]:
@@ -190,3 +193,24 @@ def test_committed_flag_takes_no_folders(capsys):
     with pytest.raises(SystemExit):
         main(["leaderboard", "build", "somewhere"])
     assert "--out SITE_DIR" in capsys.readouterr().err
+
+
+def test_a_different_protocol_is_a_different_group(submission, tmp_path):
+    """Two cells that differ only in an evaluation protocol (a task's limit) are not ranked
+    together."""
+    recs = _records(submission)
+    cell = recs[0]["cell"]
+    for r in recs:
+        if r["cell"] == cell and r["kind"] == "general" and "protocol" in r:
+            r["protocol"] = '{"limit":3}'
+    if "protocol" not in recs[0]:
+        pytest.skip("schema-1 records carry no protocol")
+    (submission / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n"
+                                                      for r in recs))
+    build_site([submission], tmp_path / "site")
+    rows = _data(tmp_path / "site")["rows"]
+    first = next(r for r in rows if r["cell"] == cell)
+    mine = {r["group"] for r in rows if r["cell"] == cell}
+    peers = {r["group"] for r in rows if r["cell"] != cell and r["model"] == first["model"]
+             and r["n_edits"] == first["n_edits"] and r["editor"] == first["editor"]}
+    assert peers and len(mine) == 1 and not mine & peers
