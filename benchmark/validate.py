@@ -12,7 +12,8 @@ Every problem names the file, and where it applies the line and the field. The c
   hparams hash, model identity, data sha256, package versions, hardware, wall times);
 - hashes: a cell's id is the hash of its spec (``cells.jsonl`` and provenance), the
   provenance spec is the cell's spec, sample rows match their record's value;
-- groups: records carry their cell's group columns, one model name has one weight identity.
+- groups: records carry their cell's group columns, one model name has one weight identity,
+  and within a cell each metric has one scorer and one protocol.
 """
 
 from __future__ import annotations
@@ -189,6 +190,24 @@ def _check_completeness(directory: Path, cells: dict, by_cell: dict, out: list[P
                                          f"({shown}) (truncated records?)"))
 
 
+def _check_scoring(directory: Path, by_cell: dict, out: list[Problem]) -> None:
+    """Within a cell, each metric is scored one way under one protocol (schema 2)."""
+    path = str(directory / "records.jsonl")
+    for cell, recs in by_cell.items():
+        first: dict[tuple, tuple[int, tuple]] = {}
+        for line, r in recs:
+            how = (getattr(r, "scorer", None), getattr(r, "protocol", None))
+            key = (r.kind, r.task, r.metric)
+            if key not in first:
+                first[key] = (line, how)
+            elif first[key][1] != how:
+                field = "scorer" if how[0] != first[key][1][0] else "protocol"
+                out.append(Problem(path, f"mixed groups: {'/'.join(key)} of cell {cell} has "
+                                         f"{field} {how[field == 'protocol']!r}, line "
+                                         f"{first[key][0]} has {first[key][1][field == 'protocol']!r}",
+                                   line=line, field=field))
+
+
 def _check_provenance(directory: Path, cells: dict, out: list[Problem]) -> dict[str, dict]:
     folder = directory / "provenance"
     found: dict[str, dict] = {}
@@ -295,6 +314,7 @@ def validate(directory: Path) -> list[Problem]:
     if not by_cell and not out:
         out.append(Problem(str(directory / "records.jsonl"), "holds no records"))
     _check_completeness(directory, cells, by_cell, out)
+    _check_scoring(directory, by_cell, out)
     _check_provenance(directory, cells, out)
     _check_samples(directory, by_cell, out)
     return out

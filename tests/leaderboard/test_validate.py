@@ -132,6 +132,18 @@ def _foreign_record(d):
     return "records.jsonl", None, "cell", "does not list as completed"
 
 
+def _mixed_protocol(d):
+    if RECORDS_SCHEMA_VERSION < 2:
+        pytest.skip("protocols come with schema 2")
+
+    def change(rs):
+        i = next(i for i, r in enumerate(rs) if r["n_edits"] > 0 and r["kind"] == "general")
+        rs[i]["protocol"] = "another"
+        return rs
+    _edit_lines(d / "records.jsonl", change)
+    return "records.jsonl", None, "protocol", "mixed groups"
+
+
 def _missing_grid_yaml(d):
     (d / "grid.yaml").unlink()
     return "grid.yaml", None, None, "missing"
@@ -140,7 +152,8 @@ def _missing_grid_yaml(d):
 MALFORMED = [_missing_field, _missing_hparams_hash, _unknown_schema, _mixed_groups,
              _mixed_weights, _truncated, _dropped_metric, _duplicate, _missing_checkpoint,
              _bad_json, _cell_hash_mismatch, _provenance_hash_mismatch, _sample_mismatch,
-             _missing_provenance, _missing_samples, _foreign_record, _missing_grid_yaml]
+             _missing_provenance, _missing_samples, _foreign_record, _mixed_protocol,
+             _missing_grid_yaml]
 
 
 def test_the_fixture_folder_is_valid(submission):
