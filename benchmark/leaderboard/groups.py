@@ -39,17 +39,26 @@ class GroupKey(NamedTuple):
         return label + (f" · protocol {self.protocol}" if self.protocol else "")
 
     def slug(self) -> str:
-        slug = f"{self.model}-{self.weights[:8]}-{self.dataset}-n{self.n_edits}-b{self.batch_size}" \
-               f"-{self.timing}-{self.scorer}" + (f"-{self.protocol}" if self.protocol else "")
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", slug)
+        """A readable id, unique per group (a hash of every key ends it)."""
+        digest = hashlib.sha256(json.dumps(list(self)).encode()).hexdigest()[:10]
+        slug = f"{self.model}-{self.dataset}-n{self.n_edits}-b{self.batch_size}-{self.timing}"
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", slug) + f"-{digest}"
 
 
 def weights_identity(model_identity: Mapping[str, Any]) -> str | None:
-    """The value that pins a model's weights in a provenance ``model_identity`` (None if absent)."""
+    """The value that pins a model's weights in a provenance ``model_identity`` (None if
+    absent): a hub revision, the GGUF's sha256, a hash of the per-file weight hashes, or a
+    random model's config hash with its seed."""
     for key in WEIGHT_KEYS:
         value = model_identity.get(key)
-        if value:
-            return str(value)
+        if not value:
+            continue
+        if isinstance(value, Mapping):  # per-file hashes
+            value = hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+        value = str(value)
+        if key == "config_sha256" and model_identity.get("seed") is not None:
+            value += f"-seed{model_identity['seed']}"  # random weights: config and seed
+        return value
     return None
 
 
