@@ -134,6 +134,7 @@ def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "seqedit-bench"  # SVG ids repeat from run to run
     import matplotlib.pyplot as plt
 
     return plt
