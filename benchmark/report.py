@@ -40,7 +40,14 @@ from benchmark.plotting import (
     series_label,
     style_axis,
 )
-from benchmark.report_views import write_views
+from benchmark.report_views import (
+    figure_legend,
+    headline_signals,
+    records_of,
+    series_name,
+    styles_by_editor,
+    write_views,
+)
 from benchmark.results import Record
 
 
@@ -98,7 +105,55 @@ def plot_groups(records: Sequence[Record]) -> dict[tuple, list[Record]]:
 
 
 def _views(plots: Path, records: Sequence[Record]) -> list[Path]:
-    return write_views(plots, records)
+    """The grid's overview and the views of :mod:`benchmark.report_views`."""
+    written = write_views(plots, records)
+    grids = sorted({r.grid for r in records})
+    if any(r.n_edits > 0 for r in records):
+        path = plots / _safe(f"{'+'.join(grids)}__overview.png")
+        save(overview(records, f"grid {', '.join(grids)}"), path)
+        written.append(path)
+    return written
+
+
+def overview(records: Sequence[Record], title: str):
+    """The grid at a glance: a row of panels per (model, dataset), one panel per headline
+    metric and κ(W), a line per editor × trajectory × variant."""
+    pairs = sorted({(r.model, r.dataset) for r in records})
+    rows = []
+    for model, dataset in pairs:
+        recs = [r for r in records if (r.model, r.dataset) == (model, dataset)]
+        spectrum = [r for r in recs if r.kind == "spectrum" and r.metric == "kappa_w"]
+        rows.append((f"{model} · {dataset}", recs, headline_signals(recs)
+                     + ([("spectrum", "", "kappa_w")] if spectrum else [])))
+    ncols = max(len(panels) for *_, panels in rows)
+    plt = pyplot()
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(3.9 * ncols, 3.3 * len(rows)),
+                             squeeze=False)
+    style = styles_by_editor(records)
+    used = []
+    for i, (name, recs, panels) in enumerate(rows):
+        for j in range(ncols):
+            ax = axes[i][j]
+            if j >= len(panels):
+                ax.set_visible(False)
+                continue
+            sig = panels[j]
+            mine = [r for r in recs if r.kind == "spectrum" and r.metric == "kappa_w"] \
+                if sig[0] == "spectrum" else records_of(recs, sig)
+            for key, pts in sorted(series(mine, sig[0] == "spectrum").items()):
+                draw_series(ax, pts, label=series_name(key), rate=is_rate(sig[2]),
+                            band=key[2] == "none", **style(key))
+            style_axis(ax, checkpoints_of(mine), axis_label(*sig, with_task=False),
+                       f"{name}\n{axis_label(*sig).split(' (')[0]}" if j == 0
+                       else axis_label(*sig).split(" (")[0])
+            if sig[0] == "spectrum":
+                log_if_wide(ax)
+            used.append(ax)
+    fig.suptitle(f"{title}\nbands: 95% intervals (±1.96 s.e.) of the unrestrained variants; "
+                 "dashed: PRUNE at evaluation", fontsize=12)
+    fig.tight_layout()
+    figure_legend(fig, used)
+    return fig
 
 
 def write_plots(directory: Path, records: Sequence[Record]) -> list[Path]:

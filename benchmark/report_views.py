@@ -2,8 +2,6 @@
 :func:`benchmark.report.write_plots` beside the per-metric plots (``<model>__<dataset>__view__
 <name>.png``, SVG and PDF beside each):
 
-- ``overview``: every headline metric against the number of edits, one panel each, a line
-  per editor × trajectory × variant with 95% bands;
 - ``prune_minus_none``: PRUNE's evaluation variant minus ``none`` per checkpoint with its 95%
   interval (paired from ``tables/paired.csv`` where the folder has one, else ±1.96·√(s.e.² +
   s.e.²) of the two records), a panel per metric × editor;
@@ -35,7 +33,6 @@ from benchmark.plotting import (
     is_rate,
     legend_right,
     line_style,
-    log_if_wide,
     pyplot,
     save,
     series,
@@ -47,7 +44,7 @@ HEADLINE_EDITING = ("efficacy", "gen_efficacy", "generalization", "locality", "z
                     "zsre_gen_efficacy", "zsre_generalization", "zsre_locality")
 
 
-def _signals(records: Sequence[Record]) -> list[tuple[str, str, str]]:
+def headline_signals(records: Sequence[Record]) -> list[tuple[str, str, str]]:
     """Headline (kind, task, metric): editing rates, then general signals (one perplexity)."""
     have = {(r.kind, r.task, r.metric) for r in records if r.kind != "spectrum"}
     editing = sorted((k for k in have if k[0] == "editing" and k[2] in HEADLINE_EDITING),
@@ -56,7 +53,7 @@ def _signals(records: Sequence[Record]) -> list[tuple[str, str, str]]:
     return editing + general
 
 
-def _of(records: Sequence[Record], signal: tuple[str, str, str]) -> list[Record]:
+def records_of(records: Sequence[Record], signal: tuple[str, str, str]) -> list[Record]:
     return [r for r in records if (r.kind, r.task, r.metric) == signal]
 
 
@@ -64,7 +61,7 @@ def _colours():
     return pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
 
 
-def _label(key) -> str:
+def series_name(key) -> str:
     editor, traj, variant, bs, *_ = key
     return f"{editor} · trajectory {traj} · eval {variant}" + (f" · batch {bs}" if bs != 1 else "")
 
@@ -80,7 +77,7 @@ def _grid(n: int, ncols: int = 3, w: float = 4.6, h: float = 3.6):
     return fig, flat[:n]
 
 
-def _figure_legend(fig, axes) -> None:
+def figure_legend(fig, axes) -> None:
     seen: dict[str, object] = {}
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
@@ -90,7 +87,7 @@ def _figure_legend(fig, axes) -> None:
                    bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
 
 
-def _styles(records: Sequence[Record]):
+def styles_by_editor(records: Sequence[Record]):
     editors = sorted({r.editor for r in records})
     trajectories = sorted({r.trajectory for r in records})
     colours = _colours()
@@ -102,28 +99,6 @@ def _styles(records: Sequence[Record]):
                     marker=markers[trajectories.index(traj) % len(markers)],
                     style=line_style(variant))
     return style
-
-
-def overview(records: Sequence[Record], title: str):
-    signals = _signals(records)
-    spectrum = [r for r in records if r.kind == "spectrum" and r.metric == "kappa_w"]
-    panels = signals + ([("spectrum", "", "kappa_w")] if spectrum else [])
-    fig, axes = _grid(len(panels))
-    style = _styles(records)
-    for ax, sig in zip(axes, panels):
-        recs = spectrum if sig[0] == "spectrum" else _of(records, sig)
-        for key, pts in sorted(series(recs, sig[0] == "spectrum").items()):
-            draw_series(ax, pts, label=_label(key), rate=is_rate(sig[2]),
-                        band=key[2] == "none", **style(key))
-        style_axis(ax, checkpoints_of(recs), axis_label(*sig, with_task=False),
-                   axis_label(*sig).split(" (")[0])
-        if sig[0] == "spectrum":
-            log_if_wide(ax)
-    fig.suptitle(f"{title}\nbands: 95% intervals (±1.96 s.e.) of the unrestrained variants; "
-                 "dashed: PRUNE at evaluation", fontsize=12)
-    fig.tight_layout()
-    _figure_legend(fig, axes)
-    return fig
 
 
 def _paired(directory: Path) -> dict[tuple, tuple[float, float, float]]:
@@ -142,7 +117,7 @@ def prune_minus_none(records: Sequence[Record], title: str, paired: dict) -> obj
     variants = sorted({r.variant for r in records if r.variant.startswith("prune")})
     if not variants:
         return None
-    signals = _signals(records)
+    signals = headline_signals(records)
     editors = sorted({r.editor for r in records})
     panels = [(e, s) for e in editors for s in signals]
     identity = identity_states(records)
@@ -150,7 +125,7 @@ def prune_minus_none(records: Sequence[Record], title: str, paired: dict) -> obj
     colours = _colours()
     trajectories = sorted({r.trajectory for r in records})
     for ax, (editor, sig) in zip(axes, panels):
-        recs = _of(records, sig)
+        recs = records_of(records, sig)
         index = {(r.cell, r.n_edits, r.variant): r for r in recs}
         for cell in sorted({r.cell for r in recs if r.editor == editor}):
             traj = next(r.trajectory for r in recs if r.cell == cell)
@@ -172,7 +147,7 @@ def prune_minus_none(records: Sequence[Record], title: str, paired: dict) -> obj
     how += "; 0 without interval where the restraint did not act"
     fig.suptitle(f"{title}\nPRUNE at evaluation minus no restraint ({how})", fontsize=12)
     fig.tight_layout()
-    _figure_legend(fig, axes)
+    figure_legend(fig, axes)
     return fig
 
 
@@ -204,7 +179,7 @@ def _yerr(pts):
 
 
 def editors_by_restraint(records: Sequence[Record], title: str, sig) -> object:
-    recs = _of(records, sig)
+    recs = records_of(records, sig)
     restraints = sorted({(r.trajectory, r.variant) for r in recs})
     fig, axes = _grid(len(restraints), ncols=4, w=4.0, h=3.4)
     colours = _colours()
@@ -221,7 +196,7 @@ def editors_by_restraint(records: Sequence[Record], title: str, sig) -> object:
         ax.sharey(shared) if ax is not shared else None
     fig.suptitle(f"{title}\neditors on shared axes, one panel per restraint", fontsize=12)
     fig.tight_layout()
-    _figure_legend(fig, axes)
+    figure_legend(fig, axes)
     return fig
 
 
@@ -236,13 +211,13 @@ def _kappa_points(records: Sequence[Record]) -> dict[tuple, dict[int, float]]:
 
 def kappa_vs_general(records: Sequence[Record], title: str) -> object | None:
     kappa = _kappa_points(records)
-    general = [s for s in _signals(records) if s[0] == "general"]
+    general = [s for s in headline_signals(records) if s[0] == "general"]
     if not kappa or not general:
         return None
     fig, axes = _grid(len(general))
-    style = _styles(records)
+    style = styles_by_editor(records)
     for ax, sig in zip(axes, general):
-        recs = _of(records, sig)
+        recs = records_of(records, sig)
         curves: dict[tuple, list] = defaultdict(list)
         for r in sorted(recs, key=lambda r: r.n_edits):
             k = kappa.get((r.cell, r.variant), {}).get(r.n_edits)
@@ -254,7 +229,7 @@ def kappa_vs_general(records: Sequence[Record], title: str) -> object | None:
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts],
                         yerr=None if any(p[2] is None for p in pts) else [Z95 * p[2] for p in pts],
                         color=s["colour"], marker=s["marker"], linestyle=s["style"], markersize=4,
-                        capsize=0, elinewidth=0.6, alpha=0.85, label=_label(key))
+                        capsize=0, elinewidth=0.6, alpha=0.85, label=series_name(key))
             ax.plot([pts[0][0]], [pts[0][1]], marker="*", color="black", markersize=9,
                     linestyle="none", label="unedited (n = 0)")
         lo, hi = ax.get_xlim()
@@ -268,22 +243,22 @@ def kappa_vs_general(records: Sequence[Record], title: str) -> object | None:
     fig.suptitle(f"{title}\ngeneral ability against κ(W) along each trajectory "
                  "(bars: 95% intervals)", fontsize=12)
     fig.tight_layout()
-    _figure_legend(fig, axes)
+    figure_legend(fig, axes)
     return fig
 
 
 def tradeoff(records: Sequence[Record], title: str) -> object | None:
-    efficacy = [s for s in _signals(records) if s[0] == "editing" and "efficacy" in s[2]]
-    general = [s for s in _signals(records) if s[0] == "general"]
+    efficacy = [s for s in headline_signals(records) if s[0] == "editing" and "efficacy" in s[2]]
+    general = [s for s in headline_signals(records) if s[0] == "general"]
     if not efficacy or not general:
         return None
     eff_sig = efficacy[0]
     fig, axes = _grid(len(general))
-    style = _styles(records)
+    style = styles_by_editor(records)
     last = {r.cell: max(x.n_edits for x in records if x.cell == r.cell) for r in records}
     index = {(r.cell, r.n_edits, r.variant, r.kind, r.task, r.metric): r for r in records}
     for ax, sig in zip(axes, general):
-        for r in _of(records, eff_sig):
+        for r in records_of(records, eff_sig):
             if r.n_edits != last[r.cell] or r.value is None:
                 continue
             g = index.get((r.cell, r.n_edits, r.variant, *sig))
@@ -299,7 +274,7 @@ def tradeoff(records: Sequence[Record], title: str) -> object | None:
                 yerr = [[min(Z95 * r.stderr, r.value)], [min(Z95 * r.stderr, 100.0 - r.value)]]
             ax.errorbar([g.value - g0.value], [r.value], xerr=xerr, yerr=yerr, color=s["colour"],
                         marker=s["marker"], markersize=6, capsize=2, linestyle="none",
-                        mfc="none" if s["style"] == "--" else s["colour"], label=_label(key))
+                        mfc="none" if s["style"] == "--" else s["colour"], label=series_name(key))
         ax.axvline(0, color="grey", linewidth=1)
         ax.set_xlabel("Δ " + axis_label(*sig, with_task=False) + " from unedited")
         ax.set_ylabel(axis_label(*eff_sig))
@@ -308,7 +283,7 @@ def tradeoff(records: Sequence[Record], title: str) -> object | None:
     fig.suptitle(f"{title}\nefficacy against general-ability change at the last checkpoint "
                  "(hollow: PRUNE at evaluation; bars: 95%)", fontsize=12)
     fig.tight_layout()
-    _figure_legend(fig, axes)
+    figure_legend(fig, axes)
     return fig
 
 
@@ -377,12 +352,11 @@ def write_views(plots: Path, records: Sequence[Record]) -> list[Path]:
         if not any(r.n_edits > 0 for r in recs):
             continue
         title = f"{model} · {dataset}"
-        figures = {"overview": overview(recs, title),
-                   "prune_minus_none": prune_minus_none(recs, title, paired),
+        figures = {"prune_minus_none": prune_minus_none(recs, title, paired),
                    "kappa_vs_general": kappa_vs_general(recs, title),
                    "tradeoff": tradeoff(recs, title),
                    "dw_vs_w0": dw_vs_w0(recs, title)}
-        for sig in _signals(recs)[:1] + [s for s in _signals(recs) if s[0] == "general"][:1]:
+        for sig in headline_signals(recs)[:1] + [s for s in headline_signals(recs) if s[0] == "general"][:1]:
             figures[f"editors_by_restraint__{sig[1]}__{sig[2]}"] = editors_by_restraint(
                 recs, title, sig)
         for editor in sorted({r.editor for r in recs}):

@@ -117,7 +117,8 @@ def test_write_plots_writes_png_svg_pdf_and_one_perplexity_plot(records, tmp_pat
     names = {p.name for p in out}
     assert "m__d-edit__general__wiki__word_perplexity.png" in names
     assert not any("byte_perplexity" in n or "bits_per_byte" in n for n in names)
-    for view in ("overview", "prune_minus_none", "kappa_vs_general", "tradeoff",
+    assert "g__overview.png" in names
+    for view in ("prune_minus_none", "kappa_vs_general", "tradeoff",
                  "editors_by_restraint__d__efficacy", "per_layer_kappa__rome"):
         assert f"m__d-edit__view__{view}.png" in names
     for png in out:
