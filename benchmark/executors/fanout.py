@@ -16,11 +16,9 @@ the cells form one job array (``%parallel`` when given).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,17 +90,18 @@ def _submit_slurm(ex, tasks: list[CellTask]) -> list:
 
 
 def _run_local(ex, tasks: list[CellTask], parallel: int, poll_s: float, bar) -> list:
-    """Start the local jobs, at most ``parallel`` at once; return them all, ended."""
-    pending, running, ended = list(tasks), [], []
-    while pending or running:
-        while pending and len(running) < parallel:
-            running.append(ex.submit(CellJob(), pending.pop(0)))
+    """Start the local jobs, at most ``parallel`` at once; return them, ended, in task order."""
+    jobs: list = []
+    running: list = []
+    while len(jobs) < len(tasks) or running:
+        while len(jobs) < len(tasks) and len(running) < parallel:
+            jobs.append(ex.submit(CellJob(), tasks[len(jobs)]))
+            running.append(jobs[-1])
         time.sleep(poll_s)
         for job in [j for j in running if j.done()]:
             running.remove(job)
-            ended.append(job)
             bar.update(1)
-    return ended
+    return jobs
 
 
 def _wait(jobs: list, poll_s: float, bar) -> None:
@@ -127,15 +126,6 @@ def _collect(jobs: list, cells: list[CellSpec], wd: Path, ctx) -> None:
                 ctx.event(spec.short_hash, "failed", reason=reason, job=job.job_id)
 
 
-@contextlib.contextmanager
-def _held(wd: Path, hold: bool) -> Iterator[None]:
-    if hold:
-        with own_workdir(wd):
-            yield
-    else:
-        yield
-
-
 def run_fanout(grid: Grid, *, executor: str, resources: JobResources, workdir: Path | None = None,
                out: Path | None = None, resume: bool = False, device: str | None = None,
                threads: int | None = None, only: list[str] | None = None, wait: bool = True,
@@ -148,32 +138,27 @@ def run_fanout(grid: Grid, *, executor: str, resources: JobResources, workdir: P
     wd = grid_workdir(grid, workdir)
     wd.mkdir(parents=True, exist_ok=True)
     ex = _executor(executor, wd, resources, grid)
-    threads = threads or grid.run.threads or resources.cpus
-    with _held(wd, wait):
-        ctx = run_context(grid, wd, resume=resume, device=device, progress=False)
-        if not wait:  # the folder is held only while it is readied
-            with own_workdir(wd):
-                start_workdir(grid, wd, ctx, len(cells))
-        else:
+    ctx = run_context(grid, wd, resume=resume, device=device, progress=False)
+    tasks = _tasks(cells, wd, ctx, threads or grid.run.threads or resources.cpus)
+    if not wait:  # the folder is held only while it is readied; the jobs are left to run
+        with own_workdir(wd):
             start_workdir(grid, wd, ctx, len(cells))
-        tasks = _tasks(cells, wd, ctx, threads)
-        bar = tqdm(total=len(cells), desc=f"grid {grid.name} ({executor} jobs)", unit="cell",
-                   disable=not progress or not wait)
-        try:
+        if executor == "local":
+            jobs = [ex.submit(CellJob(), task) for task in tasks]
+        else:
+            jobs = _submit_slurm(ex, tasks)
+        return FanoutOutcome(_record_jobs(wd, executor, cells, jobs), [], None)
+    with own_workdir(wd):  # held until published: no other runner starts on this folder
+        start_workdir(grid, wd, ctx, len(cells))
+        with tqdm(total=len(cells), desc=f"grid {grid.name} ({executor} jobs)", unit="cell",
+                  disable=not progress) as bar:
             if executor == "local":
-                if not wait:
-                    jobs = [ex.submit(CellJob(), t) for t in tasks]
-                else:
-                    jobs = _run_local(ex, tasks, resources.parallel or grid.run.jobs, poll_s, bar)
+                jobs = _run_local(ex, tasks, resources.parallel or grid.run.jobs, poll_s, bar)
             else:
                 jobs = _submit_slurm(ex, tasks)
-                if wait:
-                    _wait(jobs, max(poll_s, 10.0), bar)
-        finally:
-            bar.close()
+                _record_jobs(wd, executor, cells, jobs)
+                _wait(jobs, max(poll_s, 10.0), bar)
         ids = _record_jobs(wd, executor, cells, jobs)
-        if not wait:
-            return FanoutOutcome(ids, [], None)
         _collect(jobs, cells, wd, ctx)
         ctx.event("-", "grid_end", executor=executor)
         published = publish(grid, wd, target, ran={c.short_hash for c in cells} if only else None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import time
 from pathlib import Path
@@ -46,6 +47,11 @@ def test_local_jobs_give_the_in_process_records(in_process, tmp_path):
                          workdir=tmp_path / "wd", out=tmp_path / "out", progress=False, poll_s=0.2)
     assert not outcome.failed, [s.reason for s in outcome.failed]
     assert len(set(outcome.jobs.values())) == len(grid.cells)  # one job per cell
+    submitit_dir = grid_workdir(grid, tmp_path / "wd") / "submitit"
+    for cell, job_id in outcome.jobs.items():  # each job ran the cell it is listed for
+        with open(submitit_dir / job_id / f"{job_id}_0_result.pkl", "rb") as fh:
+            kind, status = pickle.load(fh)
+        assert (kind, status["cell"], status["status"]) == ("success", cell, "completed")
     assert (tmp_path / "out" / "records.jsonl").read_bytes() == (reference / "records.jsonl").read_bytes()
     assert (tmp_path / "out" / "cells.jsonl").read_bytes() == (reference / "cells.jsonl").read_bytes()
 

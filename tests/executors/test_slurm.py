@@ -4,6 +4,7 @@ each array task's pickled submission must be the job of its cell."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import stat
@@ -13,6 +14,7 @@ import pytest
 
 from benchmark import SUITE_VERSION
 from benchmark.cli import main
+from benchmark.core import settings
 from benchmark.executors import job_resources, run_fanout
 from benchmark.executors.job import CellJob
 from benchmark.grid import load_grid
@@ -106,3 +108,34 @@ def test_dry_run_prints_the_sbatch_script_of_the_paper_grid(capsys):
     assert opts["array"] == f"0-{n - 1}%{n}"
     assert (opts["partition"], opts["mem"], opts["gpus-per-node"]) == ("a100", "80GB", "1")
     assert "submitit.core._submit" in script
+
+
+def test_publish_only_publishes_what_the_cell_folders_hold(fake_slurm, tmp_path, capsys):
+    """Jobs submitted and left (--no-wait); none has run: every cell is published as not
+    completed, and the command says so with exit code 1."""
+    grid = load_grid("ci")
+    run_fanout(grid, executor="slurm", resources=job_resources(grid), workdir=tmp_path / "wd",
+               out=tmp_path / "out", wait=False, progress=False)
+    code = main(["grid", "ci", "--publish-only", "--workdir", str(tmp_path / "wd"),
+                 "--out", str(tmp_path / "out")])
+    assert code == 1
+    rows = [json.loads(line) for line in (tmp_path / "out" / "cells.jsonl").read_text().splitlines()]
+    assert sorted(r["cell"] for r in rows) == sorted(c.short_hash for c in grid.cells)
+    assert {r["status"] for r in rows} == {"pending"}
+    assert f"0 completed, {len(grid.cells)} not completed" in capsys.readouterr().out
+
+
+def test_resources_come_from_the_grids_run_section(tmp_path):
+    text = (settings.GRIDS_DIR / "ci.yaml").read_text(encoding="utf-8").replace(
+        "run: {save_every: 3, threads: 1}",
+        "run: {save_every: 3, threads: 1, resources: {partition: short, cpus: 4, mem_gb: 7.5, "
+        "time_min: 30, parallel: 2, slurm: {account: proj}}}")
+    assert "resources" in text
+    (tmp_path / "ci.yaml").write_text(text, encoding="utf-8")
+    grid = load_grid(tmp_path / "ci.yaml")
+    r = job_resources(grid, time_min=45)  # a flag overrides the grid
+    params = r.slurm_parameters("x")
+    assert (params["partition"], params["cpus_per_task"], params["mem"]) == ("short", 4, "7680MB")
+    assert (params["time"], params["array_parallelism"]) == (45, 2)
+    assert params["additional_parameters"] == {"account": "proj"}
+    assert r.gpus == 0 and r.local_parameters() == {"timeout_min": 45, "gpus_per_node": 0}
