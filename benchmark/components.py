@@ -101,14 +101,16 @@ def _stats_keys(loaded, hp) -> tuple[dict[str, Any], ...]:
 
 
 def default_evaluate_editing(loaded, requests: Sequence, metrics: Sequence[str], batch_size: int,
-                             generation: dict | None = None) -> dict[str, MetricValue]:
-    """``generation``: the cell's generation rule (``evaluation.generation`` of the spec)."""
+                             generation: dict | None = None,
+                             fluency: dict | None = None) -> dict[str, MetricValue]:
+    """``generation``, ``fluency``: the cell's generation rule and fluency form
+    (``evaluation.generation`` and ``evaluation.fluency`` of the spec)."""
     from benchmark.evaluation.editing import evaluate_editing
     from benchmark.evaluation.generation import GenerationRule
 
     rule = GenerationRule.from_dict(generation) if generation is not None else None
     return evaluate_editing(loaded, list(requests), metrics=tuple(metrics), batch_size=batch_size,
-                            generation=rule)
+                            generation=rule, fluency_form=fluency)
 
 
 def default_evaluate_tasks(loaded, tasks: Sequence[TaskSpec], batch_size: int,

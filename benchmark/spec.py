@@ -244,6 +244,18 @@ class GenerationSpec(_Frozen):
         return f"greedy;max{self.max_new_tokens};stop={stops};{self.match}"
 
 
+class FluencySpec(_Frozen):
+    """How fluency scores a generation (docs/methods.md, fluency): the text scored
+    (``prompt+continuation`` as ROME's released code, or the ``continuation`` alone) and
+    whether words are lower-cased (ROME: no)."""
+
+    scored: Literal["prompt+continuation", "continuation"] = "prompt+continuation"
+    lowercase: bool = False
+
+    def describe(self) -> str:
+        return f"sampled;top-k5;100tok;{self.scored};{'lower' if self.lowercase else 'case'}"
+
+
 class EvalSpec(_Frozen):
     """The evaluation protocol of a cell (docs/methods.md, protocols: evaluation timing).
 
@@ -263,6 +275,18 @@ class EvalSpec(_Frozen):
     spectrum: bool = True
     chat_template: bool = False
     generation: GenerationSpec = GenerationSpec()
+    #: None: ROME's released form (FluencySpec()); left out of the hash input when None
+    fluency: FluencySpec | None = None
+
+    def fluency_form(self) -> FluencySpec:
+        return self.fluency or FluencySpec()
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_fluency(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("fluency", 0) is None:
+            del data["fluency"]
+        return data
 
 
 Dtype = Literal["float32", "float64", "bfloat16", "float16"]

@@ -65,8 +65,10 @@ def scorer(run: CellRun, kind: str, metric: str) -> str:
         return "lm-eval"
     if metric in GENERATION_METRICS:
         return run.spec.evaluation.generation.describe()
+    if metric == "fluency":
+        return run.spec.evaluation.fluency_form().describe()
     if metric in SAMPLED_METRICS:
-        return "sampled;top-k"
+        return "sampled;top-k5;100tok"
     return "teacher-forced"
 
 
@@ -110,7 +112,8 @@ def evaluate_each(run: CellRun, batch: Sequence[EditRequest]) -> None:
     seed = derived_seed(run.spec.seed, "each", run.cursor)
     with run.phase("evaluation"), isolated_rng(seed):
         scores = run.comps.evaluate_editing(run.loaded, batch, ev.editing_metrics, ev.batch_size,
-                                            generation=ev.generation.canonical())
+                                            generation=ev.generation.canonical(),
+                                            fluency=ev.fluency_form().canonical())
     run.each.append({k: as_metric_value(v) for k, v in scores.items()})
 
 
@@ -169,14 +172,16 @@ def _editing(run: CellRun, n: int, variant: str, seed: int) -> Evaluated:
     if ev.editing_metrics and reqs is not None:
         def editing() -> dict:
             return run.comps.evaluate_editing(run.loaded, reqs, ev.editing_metrics, ev.batch_size,
-                                              generation=ev.generation.canonical())
+                                              generation=ev.generation.canonical(),
+                                            fluency=ev.fluency_form().canonical())
 
         if n == 0:
             key = {"model": run.loaded.identity or {}, "dtype": spec.dtype,
                    "device": run.ctx.device, "metrics": list(ev.editing_metrics),
                    "batch_size": ev.batch_size, "seed": seed,
                    "requests": [r.case_id for r in reqs], "dataset": spec.dataset.canonical(),
-                   "generation": ev.generation.canonical(), "format": _CACHE_FORMAT}
+                   "generation": ev.generation.canonical(),
+                   "fluency": ev.fluency_form().canonical(), "format": _CACHE_FORMAT}
             scores = _cached(run, "editing", key, editing)
         else:
             scores = editing()

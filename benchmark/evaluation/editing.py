@@ -274,16 +274,20 @@ def _generate(lm, requests: Sequence, *, seed: int, batch_size: int, max_new_tok
 
 
 def fluency(lm, requests: Sequence, *, seed: int = 0, batch_size: int = 8, max_new_tokens: int = 100,
-            top_k: int = 5, generations: list[list[str]] | None = None) -> MetricValue:
-    """Mean over cases of the mean n-gram entropy of the case's generations (not x100)."""
-    from benchmark.evaluation.fluency import fluency_score
+            top_k: int = 5, generations: list[list[str]] | None = None,
+            scored: str = "prompt+continuation", lowercase: bool = False) -> MetricValue:
+    """Mean over cases of the mean n-gram entropy of the case's generations (not x100), each
+    scored as :func:`~benchmark.evaluation.fluency.generation_fluency` (default: ROME's form)."""
+    from benchmark.evaluation.fluency import generation_fluency
 
     gens = generations if generations is not None else _generate(
         lm, requests, seed=seed, batch_size=batch_size, max_new_tokens=max_new_tokens, top_k=top_k)
     ids = _case_ids(requests)
-    kept = [i for i, g in enumerate(gens) if g]
-    return MetricValue.mean_of([sum(map(fluency_score, gens[i])) / len(gens[i]) for i in kept],
-                               ids=[ids[i] for i in kept])
+    per_case = {i: [generation_fluency(p, g, scored=scored, lowercase=lowercase)
+                    for p, g in zip(generation_prompts(requests[i]), gens[i])]
+                for i in range(len(gens)) if gens[i]}
+    return MetricValue.mean_of([sum(v) / len(v) for v in per_case.values()],
+                               ids=[ids[i] for i in per_case])
 
 
 def consistency(lm, requests: Sequence, *, data_root=None, seed: int = 0, batch_size: int = 8,
@@ -318,22 +322,23 @@ def consistency(lm, requests: Sequence, *, data_root=None, seed: int = 0, batch_
 # --------------------------------------------------------------------------- runner entry
 def evaluate_editing(loaded_model, requests: Sequence, metrics: Iterable[str] = COUNTERFACT_METRICS, *,
                      batch_size: int = 32, cases: Sequence | None = None, seed: int = 0,
-                     gen_batch_size: int = 8, data_root=None,
-                     reference: bool = False, generation: GenerationRule | None = None) -> dict[str, MetricValue]:
+                     gen_batch_size: int = 8, data_root=None, reference: bool = False,
+                     generation: GenerationRule | None = None,
+                     fluency_form: dict | None = None) -> dict[str, MetricValue]:
     """Compute ``metrics`` on ``loaded_model`` (a benchmark.core.arch.LoadedModel).
 
     ``requests`` are the edited facts to evaluate (chosen by the cell's
-    :data:`benchmark.spec.EvalTiming`);
-    ``cases`` the MQuAKE cases for ``mquake_multihop`` (default: rebuilt from MQuAKE
-    ``requests``, keeping the cases all of whose edits are among them). Each metric is computed once per
-    call (a success rate and its magnitude share one scoring pass). A metric that cannot be
-    computed here (consistency without its files) is left out, with a logged note.
+    :data:`benchmark.spec.EvalTiming`); ``cases`` the MQuAKE cases for ``mquake_multihop`` (default: rebuilt from MQuAKE
+    ``requests``, keeping the cases all of whose edits are among them). Each metric is computed
+    once per call (a rate and its magnitude share one scoring pass); one that cannot be computed
+    here (consistency without its files) is left out, with a logged note.
 
     The CounterFact metrics of every kind are scored in one pass over the distinct (prompt,
     target) pairs (:func:`benchmark.core.scoring.score_continuations`); ``reference=True``
     scores them as the original implementation did (two padded passes per kind, equal within
     float tolerance; kept for the benchmark and the equality tests). ``generation``: the rule of
-    the generation-based metrics (None: the default ``GenerationRule()``).
+    the generation-based metrics (None: the default); ``fluency_form``: :func:`fluency`'s
+    ``scored`` and ``lowercase`` (None: ROME's form).
     """
     metrics = tuple(metrics)
     unknown = [m for m in metrics if m not in ALL_METRICS]
@@ -370,7 +375,7 @@ def evaluate_editing(loaded_model, requests: Sequence, metrics: Iterable[str] = 
             gens = _generate(loaded_model, requests, seed=seed, batch_size=gen_batch_size,
                              max_new_tokens=100, top_k=5)
         if "fluency" in metrics:
-            out["fluency"] = fluency(loaded_model, requests, generations=gens)
+            out["fluency"] = fluency(loaded_model, requests, generations=gens, **(fluency_form or {}))
         if "consistency" in metrics:
             value = consistency(loaded_model, requests, data_root=data_root, generations=gens)
             if value is not None:
@@ -390,7 +395,6 @@ __all__ = [
     "ALL_METRICS", "COUNTERFACT_METRICS", "MQUAKE_TEMPLATE", "ZSRE_METRICS", "consistency",
     "counterfact_efficacy", "counterfact_efficacy_magnitude", "counterfact_generalization",
     "counterfact_generalization_magnitude", "counterfact_locality", "counterfact_locality_magnitude",
-    "evaluate_editing", "fluency", "generation_prompts", "mquake_multihop", "mquake_question_success",
-    "zsre_efficacy", "zsre_generalization", "zsre_locality",
-]
+    "evaluate_editing", "fluency", "generation_prompts", "mquake_multihop",
+    "mquake_question_success", "zsre_efficacy", "zsre_generalization", "zsre_locality"]
 

@@ -24,6 +24,8 @@ def decimals(kind: str, metric: str, values: Iterable[float | None],
         return 1
     if lower_is_better(metric, statistic):
         return 2
+    if kind == "editing" and metric != "fluency":  # rates and magnitudes x100
+        return 1
     finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
     return 3 if finite and max(finite) <= 1 else 1
 

@@ -216,8 +216,15 @@ def test_fluency_metric_uses_generation_prompts(lm):
     m = editing.fluency(lm, [r, REQUESTS[1]], seed=0, max_new_tokens=10)
     texts = sample_texts(lm.model, lm.tokenizer, ["Toko Yasuda is", "Toko Yasuda plays", REQUESTS[1].prompt],
                          max_new_tokens=10, seed=0)
-    per_case = [(fluency_score(texts[0]) + fluency_score(texts[1])) / 2, fluency_score(texts[2])]
-    assert m.n == 2 and m.value == pytest.approx(np.mean(per_case))
+    prompts = ["Toko Yasuda is", "Toko Yasuda plays", REQUESTS[1].prompt]
+    # ROME's form (the default): prompt + continuation, case kept
+    rome = [fluency_score(p + t, lowercase=False) for p, t in zip(prompts, texts)]
+    assert m.n == 2 and m.value == pytest.approx(np.mean([(rome[0] + rome[1]) / 2, rome[2]]))
+    # the continuation alone, lower-cased (what the suite recorded before the setting existed)
+    cont = editing.fluency(lm, [r, REQUESTS[1]], seed=0, max_new_tokens=10,
+                           scored="continuation", lowercase=True)
+    low = [fluency_score(t.lower(), lowercase=False) for t in texts]
+    assert cont.value == pytest.approx(np.mean([(low[0] + low[1]) / 2, low[2]]))
 
 
 def test_tfidf_cosine_matches_sklearn():

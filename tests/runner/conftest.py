@@ -85,7 +85,7 @@ def _weights_signal(model) -> float:
     return total
 
 
-def fake_evaluate_editing(loaded, requests, metrics, batch_size, generation=None):
+def fake_evaluate_editing(loaded, requests, metrics, batch_size, generation=None, fluency=None):
     sig = _weights_signal(loaded)
     noise = float(torch.rand(()))  # drawn under the evaluation's own seeded RNG
     out = {}

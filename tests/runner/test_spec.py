@@ -10,7 +10,16 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from benchmark.spec import CellSpec, DatasetSpec, EvalSpec, GenerationSpec, PruneSpec, RectSpec, TaskSpec
+from benchmark.spec import (
+    CellSpec,
+    DatasetSpec,
+    EvalSpec,
+    FluencySpec,
+    GenerationSpec,
+    PruneSpec,
+    RectSpec,
+    TaskSpec,
+)
 
 
 def base_spec(**kw) -> CellSpec:
@@ -82,6 +91,15 @@ MUTATIONS = {
     "evaluation.spectrum": dict(evaluation=EvalSpec(spectrum=False, tasks=(TaskSpec(name="known_facts", limit=5),))),
     "evaluation.chat_template": dict(evaluation=EvalSpec(chat_template=True, tasks=(TaskSpec(name="known_facts", limit=5),))),
     "evaluation.generation": dict(evaluation=EvalSpec(generation=GenerationSpec(match="contains"))),
+    "evaluation.fluency": dict(evaluation=EvalSpec(fluency=FluencySpec(scored="continuation"))),
+    "dataset.path": dict(dataset=DatasetSpec(name="counterfact", path="/data/cf.json",
+                                             format="counterfact")),
+    "dataset.format": dict(dataset=DatasetSpec(name="counterfact", path="/data/cf.json",
+                                               format="counterfact-rome")),
+    "dataset.sha256": dict(dataset=DatasetSpec(name="counterfact", path="/data/cf.json",
+                                               format="counterfact", sha256="0" * 64)),
+    "dataset.zsre_target": dict(dataset=DatasetSpec(name="zsre", zsre_target="alt")),
+    "dataset.zsre_locality": dict(dataset=DatasetSpec(name="zsre", zsre_locality="loc")),
     "seed": dict(seed=1),
     "dtype": dict(dtype="float64"),
 }
