@@ -27,14 +27,25 @@ def test_shipped_grid_validates(name):
 def test_smoke_grid_meets_the_issue():
     grid = load_grid("smoke")
     assert {c.model for c in grid.cells} == {"smollm2-135m"}
-    assert {c.editor for c in grid.cells} == {"rome", "memit"}
-    assert {c.trajectory.label for c in grid.cells} == {"none", "rect-0.4"}
+    # issue 13: ROME with and without RECT, AlphaEdit, PRUNE as a variant, 100 one-fact edits
+    assert {(c.editor, c.trajectory.label) for c in grid.cells} == {
+        ("rome", "none"), ("rome", "rect-0.4"), ("alphaedit", "none")}
     for c in grid.cells:
-        assert c.n_edits >= 50 and c.batch_size == 1 and c.dataset.name == "counterfact"
+        assert c.n_edits >= 100 and c.batch_size == 1 and c.dataset.name == "counterfact"
         assert len(c.checkpoints) >= 4
         assert [v.label for v in c.variants] == ["none", "prune-e"]
         assert c.evaluation.tasks and c.evaluation.spectrum
+        # teacher-forced and generation-based success side by side
+        assert {"efficacy", "gen_efficacy"} <= set(c.evaluation.editing_metrics)
     assert not grid.requires.network
+
+
+def test_long_grid_reaches_500_edits():
+    grid = load_grid("embedded-long")
+    assert not grid.requires.network and not grid.requires.gpu
+    for c in grid.cells:
+        assert c.n_edits >= 500 and c.batch_size == 1
+        assert [v.label for v in c.variants] == ["none", "prune-e"]
 
 
 def test_smoke_grid_evaluates_the_headline_tasks_at_smoke_limits():
