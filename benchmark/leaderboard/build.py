@@ -35,7 +35,8 @@ from benchmark.validate import InvalidResults, validate
 STATIC = Path(__file__).resolve().parent / "static"
 #: the committed result folders the project's site is built from (``nox -s leaderboard``)
 #: and the folder it is committed in, both relative to the repository root
-SOURCES = (f"results/{SUITE_VERSION}/smoke", f"results/{SUITE_VERSION}/ci")
+SOURCES = tuple(f"results/{SUITE_VERSION}/{grid}" for grid in
+                ("smoke", "embedded-long", "embedded-mend", "ci"))
 SITE = "site"
 
 

@@ -13,9 +13,9 @@ import pytest
 from benchmark.cli import main
 from benchmark.core import settings
 from benchmark.leaderboard.build import SOURCES
-from benchmark.results import RECORDS_SCHEMA_VERSION, read_records
+from benchmark.results import RECORDS_SCHEMA_VERSION
 from benchmark.validate import check_valid, validate
-from tests.leaderboard.conftest import COMMITTED, current
+from tests.leaderboard.conftest import current
 
 
 def _lines(path: Path) -> list[dict]:
@@ -199,19 +199,8 @@ def test_missing_folder_is_named(tmp_path):
 @pytest.mark.parametrize("source", SOURCES)
 def test_committed_results_validate(source):
     folder = settings.REPO_ROOT / source
-    if not current(folder):
-        pytest.skip(f"{source} is not yet published in schema {RECORDS_SCHEMA_VERSION}: "
-                    "regenerate it (an upgraded copy of results/v1 is the fixture meanwhile)")
+    assert current(folder), f"{source} is not published in schema {RECORDS_SCHEMA_VERSION}"
     assert [str(p) for p in validate(folder)] == []
-
-
-def test_upgraded_committed_smoke_validates(tmp_path):
-    from tests.leaderboard.conftest import upgraded_copy
-
-    folder = upgraded_copy(COMMITTED / "smoke", tmp_path / "smoke")
-    assert [str(p) for p in validate(folder)] == []
-    assert len(read_records(folder / "records.jsonl")) == len(
-        (COMMITTED / "smoke" / "records.jsonl").read_text().splitlines())
 
 
 def test_folder_copy_helper_keeps_the_original(submission, tmp_path):
