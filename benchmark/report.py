@@ -51,8 +51,36 @@ from benchmark.report_views import (
 from benchmark.results import Record
 
 
+def paired_bounds(directory: Path) -> dict[tuple, tuple[float, float]]:
+    """(cell, n_edits, variant, kind, task, metric) -> the 95% paired interval of the value
+    implied by its change from the unedited model (``tables/paired.csv``, comparison
+    ``vs_unedited``: unedited value + [ci_low, ci_high]); empty without that table."""
+    path = Path(directory) / "tables" / "paired.csv"
+    if not path.is_file():
+        return {}
+    import pandas as pd
+
+    t = pd.read_csv(path, dtype={"cell": str, "task": str, "metric": str, "variant": str})
+    t = t[(t["comparison"] == "vs_unedited") & t["ci_low"].notna() & t["ci_high"].notna()]
+    return {(r.cell, int(r.n_edits), r.variant, r.kind, r.task, r.metric):
+            (float(r.value_ref + r.ci_low), float(r.value_ref + r.ci_high))
+            for r in t.itertuples(index=False)}
+
+
+def _paired_band(ax, recs: Sequence[Record], key: tuple, bounds: dict, colour) -> None:
+    """A band from the paired intervals of a series without standard errors (perplexity)."""
+    pts = sorted((r.n_edits, *bounds[(r.cell, r.n_edits, r.variant, r.kind, r.task, r.metric)])
+                 for r in recs if (r.editor, r.trajectory, r.variant, r.batch_size, r.seed,
+                                   r.timing) == key and r.stderr is None
+                 and (r.cell, r.n_edits, r.variant, r.kind, r.task, r.metric) in bounds)
+    if len(pts) > 1:
+        ax.fill_between([p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts],
+                        color=colour, alpha=0.12, linewidth=0)
+
+
 def _plot(path: Path, title: str, ylabel: str, records: Sequence[Record], spectrum: bool,
-          identity: set[tuple[str, int, str]] | None = None) -> None:
+          identity: set[tuple[str, int, str]] | None = None,
+          bounds: dict | None = None) -> None:
     """One metric against the number of edits, a panel per editor. ``identity``: the
     (cell, n_edits, variant) states where a restraint did not act, found over all records of
     the cells (:func:`identity_states`; from ``records`` alone when not given)."""
@@ -79,6 +107,8 @@ def _plot(path: Path, title: str, ylabel: str, records: Sequence[Record], spectr
                         style=line_style(variant),
                         marker=MARKERS[t_idx % len(MARKERS)], label=series_label(key, note),
                         rate=is_rate(metric), band=not note.startswith("never"))
+            if bounds and not note.startswith("never"):
+                _paired_band(ax, recs, key, bounds, colours[t_idx % len(colours)])
         base = baseline(recs, spectrum)
         if base is not None:
             ax.axhline(base, color="grey", linestyle=":", linewidth=1.5, label="unedited (n = 0)")
@@ -162,6 +192,7 @@ def write_plots(directory: Path, records: Sequence[Record]) -> list[Path]:
     plots = Path(directory) / "plots"
     written: list[Path] = []
     identity = identity_states(records)
+    bounds = paired_bounds(directory)
     for (model, dataset, kind, task, metric), recs in plot_groups(records).items():
         if kind == "spectrum":
             name = f"{model}__{dataset}__spectrum__{metric}.png"
@@ -169,11 +200,13 @@ def write_plots(directory: Path, records: Sequence[Record]) -> list[Path]:
             name = f"{model}__{dataset}__{kind}__{task}__{metric}.png"
         ylabel = axis_label(kind, task, metric, with_task=False)
         what = axis_label(kind, task, metric) if kind != "spectrum" else SPECTRUM_PLOTS[metric]
-        bands = "bands: 95% intervals (±1.96 s.e.); " if kind != "spectrum" else ""
+        bands = "" if kind == "spectrum" else (
+            "bands: 95% paired intervals of the change from unedited; "
+            if all(r.stderr is None for r in recs) else "bands: 95% intervals (±1.96 s.e.); ")
         title = f"{what} vs number of edits · {model} · {dataset}\n" \
                 f"{bands}dashed: PRUNE at evaluation"
         path = plots / _safe(name)
-        _plot(path, title, ylabel, recs, kind == "spectrum", identity=identity)
+        _plot(path, title, ylabel, recs, kind == "spectrum", identity=identity, bounds=bounds)
         written.append(path)
     written += _views(plots, records)
     if plots.is_dir():

@@ -127,3 +127,20 @@ def test_write_plots_writes_png_svg_pdf_and_one_perplexity_plot(records, tmp_pat
         assert png.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
     left = {p.name for p in (tmp_path / "plots").iterdir()}
     assert left == {p.with_suffix(f".{fmt}").name for p in out for fmt in ("png", "svg", "pdf")}
+
+
+def test_paired_bounds_are_the_unedited_value_plus_the_change_interval(tmp_path):
+    """Perplexity has no standard error: its band is the unedited value plus the 95% paired
+    interval of the change (tables/paired.csv, comparison vs_unedited); other rows ignored."""
+    from benchmark.report import paired_bounds
+
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "paired.csv").write_text(
+        "cell,n_edits,variant,kind,task,metric,comparison,value_ref,delta,ci_low,ci_high\n"
+        "abc,50,none,general,wikitext_heldout,word_perplexity,vs_unedited,70.0,5.0,3.5,7.25\n"
+        "abc,50,prune-e,general,wikitext_heldout,word_perplexity,prune_vs_none,75.0,-2.0,-3.0,-1.0\n"
+        "abc,50,none,general,known_facts,acc,vs_unedited,0.9,0.0,,\n")
+    got = paired_bounds(tmp_path)
+    assert got == {("abc", 50, "none", "general", "wikitext_heldout", "word_perplexity"):
+                   (70.0 + 3.5, 70.0 + 7.25)}
+    assert paired_bounds(tmp_path / "nothing") == {}
