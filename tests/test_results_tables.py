@@ -136,7 +136,7 @@ def test_small_and_large_values_use_significant_digits():
     recs = [_rec(n_edits=0, value=1e-5), _rec(n_edits=0, metric="big", value=123456.0),
             _rec(n_edits=0, metric="zero", value=0.0)]
     (row,) = [r for r in _table_rows(headline_markdown(recs)) if r["editor"] == "rome"]
-    assert (row["efficacy"], row["big"], row["zero"]) == ("1e-05", "1.23e+05", "0.000")
+    assert (row["efficacy"], row["big"], row["zero"]) == ("1e-05", "1.23e+05", "0.0")  # editing rates: 1 decimal
 
 
 def test_empty_records():

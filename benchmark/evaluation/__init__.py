@@ -93,6 +93,9 @@ class MetricValue:
 
     @classmethod
     def from_dict(cls, d: dict) -> MetricValue:
+        """The inverse of :meth:`to_dict`; an unknown field is a TypeError naming it."""
+        if unknown := set(d) - {"value", "n", "stderr", "items"}:
+            raise TypeError(f"MetricValue has no field(s) {', '.join(sorted(unknown))}")
         items = d.get("items")
         return cls(float(d["value"]), int(d["n"]), d.get("stderr"),
                    None if items is None else Items.from_dict(items))

@@ -116,11 +116,14 @@ def test_fetch_offline_fails_fast_without_network(tmp_path, monkeypatch):
         bdata.fetch("f", data_root=root, manifest_dir=mdir)
 
 
-def test_fetch_cli_offline_exits_nonzero(capsys):
+def test_fetch_cli_offline_exits_nonzero(capsys, tmp_path, monkeypatch):
+    """Offline, fetching a file the data root lacks fails fast, naming the network."""
     from benchmark.cli import main
 
+    monkeypatch.setenv("SEQEDIT_DATA", str(tmp_path))  # an empty data root: the file is missing
+    monkeypatch.setenv("SEQEDIT_OFFLINE", "1")
     assert main(["data", "fetch", "gsm8k-test"]) != 0
-    assert "needs the network" in capsys.readouterr().err
+    assert "network" in capsys.readouterr().err
 
 
 def test_fetch_pickle_transform_and_checksum(tmp_path, monkeypatch):

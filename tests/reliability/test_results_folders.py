@@ -12,6 +12,7 @@ import shutil
 
 import pytest
 
+from benchmark.results import RECORDS_SCHEMA_VERSION
 from tests.reliability.conftest import tree_hashes
 
 
@@ -41,8 +42,8 @@ def _missing(p):
     p.unlink()
 
 
-def _schema_2(p):
-    _set_line(p, 2, schema_version=2)
+def _schema_next(p):
+    _set_line(p, 2, schema_version=RECORDS_SCHEMA_VERSION + 1)
 
 
 def _truncated(p):
@@ -62,8 +63,9 @@ BAD_RECORDS = [
     ("empty", _empty, ["records.jsonl", "holds no records"]),
     ("blank-lines", _blank_lines, ["records.jsonl", "holds no records"]),
     ("missing", _missing, ["records.jsonl", "no records file"]),
-    ("schema-version-2", _schema_2, ["records.jsonl", "record line 2", "field 'schema_version'",
-                                     "unsupported schema_version 2"]),
+    ("schema-version-next", _schema_next, ["records.jsonl", "record line 2",
+                                           "field 'schema_version'",
+                                           f"unsupported schema_version {RECORDS_SCHEMA_VERSION + 1}"]),
     ("truncated-line", _truncated, ["records.jsonl", "record line", "Invalid JSON"]),
     ("extra-field", _extra_field, ["records.jsonl", "record line 3", "field 'colour'"]),
     ("value-not-a-number", _value_text, ["records.jsonl", "record line 4", "field 'value'"]),
@@ -91,7 +93,7 @@ def test_report_on_a_missing_folder(cli, tmp_path):
 
 # ------------------------------------------------------------------------- compare
 @pytest.mark.parametrize("side", ["base", "new"])
-@pytest.mark.parametrize("value", [2, 0, "one"], ids=["v2", "v0", "text"])
+@pytest.mark.parametrize("value", [RECORDS_SCHEMA_VERSION + 1, 0, "one"], ids=["next", "v0", "text"])
 def test_compare_refuses_unknown_schema_version(published, cli, tmp_path, side, value):
     other = tmp_path / "other"
     shutil.copytree(published.out, other)
