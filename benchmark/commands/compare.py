@@ -12,7 +12,7 @@ def register(sub) -> None:
                     description="Compare the records of NEW with those of BASE, metric by metric, "
                     "within the tolerances of a YAML file; print the differences and exit 1 on a "
                     "regression beyond tolerance (0 otherwise).", examples=(
-                        "seqedit compare results/v1/ci my-run/ci",
+                        "seqedit compare results/v2/ci my-run/ci",
                         "seqedit compare base/records.jsonl new/records.jsonl --tolerances tol.yaml",
                     ))
     p.add_argument("base", type=Path, help="baseline results folder (or records.jsonl)")

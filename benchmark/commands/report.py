@@ -11,8 +11,8 @@ from benchmark.commands.options import add_command
 def register(sub) -> None:
     p = add_command(sub, "report", summary="regenerate tables and plots from results folders",
                     description=__doc__.replace("``", ""), examples=(
-                        "seqedit report results/v1/smoke",
-                        "seqedit report results/v1/smoke --update-readme README.md --readme-only",
+                        "seqedit report results/v2/smoke",
+                        "seqedit report results/v2/smoke --update-readme README.md --readme-only",
                     ))
     p.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
                    help="results folder(s) holding records.jsonl (and samples.jsonl)")
