@@ -238,11 +238,6 @@ class GenerationSpec(_Frozen):
     stop: tuple[str, ...] = ("\n",)
     match: Literal["prefix", "contains"] = "prefix"
 
-    def describe(self) -> str:
-        """The records' ``scorer`` string, e.g. ``greedy;max16;stop=\\n;prefix``."""
-        stops = ",".join(s.encode("unicode_escape").decode() for s in self.stop)
-        return f"greedy;max{self.max_new_tokens};stop={stops};{self.match}"
-
 
 class FluencySpec(_Frozen):
     """How fluency scores a generation (docs/methods.md, fluency): the text scored

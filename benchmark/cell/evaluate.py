@@ -23,7 +23,7 @@ from benchmark.core import io
 from benchmark.core.arch import to_out_in
 from benchmark.core.requests import EditRequest
 from benchmark.evaluation import MetricValue, as_metric_value, pooled
-from benchmark.evaluation.generation import GENERATION_METRICS
+from benchmark.evaluation.generation import GENERATION_METRICS, GenerationRule
 from benchmark.results import Record, SampleRow, finite_or_none
 from prune.linalg import Update
 
@@ -64,7 +64,7 @@ def scorer(run: CellRun, kind: str, metric: str) -> str:
     if kind == "general":
         return "lm-eval"
     if metric in GENERATION_METRICS:
-        return run.spec.evaluation.generation.describe()
+        return GenerationRule.from_dict(run.spec.evaluation.generation.canonical()).describe()
     if metric == "fluency":
         return run.spec.evaluation.fluency_form().describe()
     if metric in SAMPLED_METRICS:
