@@ -7,7 +7,8 @@
 2. The edited model (``W + ΔW`` substituted with :func:`torch.func.functional_call`) is
    run on the prompt and its paraphrases (edit loss: mean NLL of the new target) and on
    the locality prompts (locality loss: KL from the unedited model's next-token
-   distributions, every unpadded position).
+   distributions, at every unpadded position or at those that predict the answer,
+   ``train.loc_positions``).
 3. ``loss = cedit · L_edit + cloc · L_loc``; its gradient reaches only the network's
    parameters and edit learning rates (the model's parameters are frozen).
 """
@@ -72,7 +73,7 @@ def edit_step(lm: LoadedModel, net: MENDNetwork, hp: MENDHparams, ex: Example) -
         post_edit = _run(lm, params, outer)
         post_loc = _run(lm, params, loc)
         l_edit = batches.masked_nll(post_edit, outer.labels)
-        l_loc = batches.kl_loc(pre_loc, post_loc, loc.attention_mask)
+        l_loc = batches.kl_loc(pre_loc, post_loc, batches.loc_mask(loc, hp.train.loc_positions))
     total = hp.train.cedit * l_edit + hp.train.cloc * l_loc
     return StepResult(total, float(l_edit.detach()), float(l_loc.detach()), nll_before,
                       _accuracy(post_edit.detach(), outer.labels))

@@ -6,7 +6,8 @@ prompt with the tokenizer's special tokens, the target as its continuation), rig
 
 - :func:`masked_nll`: mean negative log-likelihood of the labelled tokens (the edit loss);
 - :func:`kl_loc`: KL(p_before ‖ p_after) of the next-token distributions, averaged over the
-  unpadded positions (the locality loss, as released).
+  positions a mask keeps (the locality loss): every unpadded position as MEND released it
+  (:func:`loc_mask` ``sequence``), or the positions that predict the answer (``answer``).
 """
 
 from __future__ import annotations
@@ -63,8 +64,18 @@ def masked_nll(logits_: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return -logp.gather(1, labels[keep][:, None]).mean()
 
 
+def loc_mask(batch: TokenBatch, positions: str) -> torch.Tensor:
+    """The positions of the locality loss: ``sequence``, every unpadded position;
+    ``answer``, the positions that predict the answer's tokens (``labels != -100``)."""
+    if positions == "sequence":
+        return batch.attention_mask.bool()
+    if positions == "answer":
+        return batch.labels != -100
+    raise ValueError(f"loc_positions must be 'sequence' or 'answer', not {positions!r}")
+
+
 def kl_loc(pre_logits: torch.Tensor, post_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over unpadded positions of KL(softmax(pre) ‖ softmax(post))."""
+    """Mean over the positions ``mask`` keeps of KL(softmax(pre) ‖ softmax(post))."""
     keep = mask.bool()
     pre = torch.log_softmax(pre_logits[keep], dim=-1)
     post = torch.log_softmax(post_logits[keep], dim=-1)

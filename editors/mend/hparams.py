@@ -48,6 +48,11 @@ class TrainSpec(_Strict):
     lr_lr: float = Field(1e-4, ge=0)  # Adam on the per-matrix edit learning rates
     cedit: float = Field(0.1, ge=0)  # weight of the edit loss
     cloc: float = Field(1.0, ge=0)  # weight of the locality KL
+    #: Positions of the locality sequence (prompt + answer) whose next-token KL is averaged:
+    #: ``sequence``, every unpadded position (MEND's released trainer); ``answer``, the
+    #: positions that predict the answer's tokens (EasyEdit's trainer keeps the answer's
+    #: width of positions; docs/methods.md, MEND).
+    loc_positions: Literal["sequence", "answer"] = "sequence"
     accumulate: int = Field(10, ge=1)  # edits per optimiser step
     grad_clip: float = Field(100.0, gt=0)
     max_steps: int = Field(100_000, ge=1)  # edits (training examples) at most

@@ -152,3 +152,35 @@ def test_shipped_settings_name_existing_matrices():
     assert (hp.train.lr, hp.train.lr_lr, hp.train.cedit, hp.train.cloc) == (1e-6, 1e-4, 0.1, 1.0)
     with pytest.raises(Exception, match="multiple of accumulate"):
         parse_hparams("mend", {**hp.model_dump(), "train": {**hp.train.model_dump(), "val_every": 15}})
+
+
+def test_locality_kl_positions_against_a_direct_statement(tiny):
+    """``answer`` keeps the positions that predict the answer's tokens (the prompt's last
+    token up to the answer's second-to-last), ``sequence`` every unpadded position; the KL
+    is the plain mean of Σ p_pre (log p_pre − log p_post) over them (numpy, float64)."""
+    pairs = [("The Eiffel Tower is located in", "Paris"), ("Danielle Darrieux speaks the language", "French")]
+    batch = batches.encode(tiny.tokenizer, pairs, 64)
+    rng = np.random.default_rng(0)
+    shape = (*batch.input_ids.shape, 11)
+    pre, post = rng.normal(size=shape), rng.normal(size=shape)
+
+    def direct(rows_positions):
+        terms = []
+        for i, positions in rows_positions:
+            for p in positions:
+                lp = pre[i, p] - np.log(np.exp(pre[i, p]).sum())
+                lq = post[i, p] - np.log(np.exp(post[i, p]).sum())
+                terms.append(float((np.exp(lp) * (lp - lq)).sum()))
+        return np.mean(terms)
+
+    answer_rows, seq_rows = [], []
+    for i, (prompt, target) in enumerate(pairs):
+        n_prompt = len(tiny.tokenizer(prompt)["input_ids"])
+        n_all = int(batch.attention_mask[i].sum())
+        answer_rows.append((i, range(n_prompt - 1, n_all - 1)))
+        seq_rows.append((i, range(n_all)))
+    for positions, rows in (("answer", answer_rows), ("sequence", seq_rows)):
+        got = batches.kl_loc(torch.tensor(pre), torch.tensor(post), batches.loc_mask(batch, positions))
+        assert float(got) == pytest.approx(direct(rows), rel=1e-12)
+    with pytest.raises(ValueError, match="loc_positions"):
+        batches.loc_mask(batch, "prompt")
