@@ -66,8 +66,11 @@ def caption(paired: PairedSettings = PAIRED_DEFAULTS,
         f"marked{IDENTITY_MARK} never acted: its records equal those of variant none. Collapse "
         f"points: the first edit count at which efficacy falls below "
         f"{collapse.efficacy_threshold:g} or a general signal loses more than "
-        f"{collapse.general_loss:.0%} of its unedited value; ≈ interpolated linearly between "
-        f"checkpoints, ≤ already crossed at the first edited checkpoint, > not reached by the "
+        f"{collapse.general_loss:.0%} of its unedited value"
+        + (" with a significant paired change (first_crossing in collapse.csv: without that "
+           "requirement)" if collapse.require_significant else "")
+        + "; ≈ interpolated linearly between "
+        f"checkpoints, ≤ crossed at or before that checkpoint, > not reached by the "
         f"last checkpoint. Rounding: rates on the 0-100 scale 1 decimal, on the 0-1 scale 3, "
         f"perplexity 2, κ and σ 1.\n")
 

@@ -136,7 +136,7 @@ def _paired(directory: Path) -> dict[tuple, Figure]:
         return {}
     import pandas as pd
 
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path, dtype={"cell": str, "ref_cell": str})
     frame = frame[frame["comparison"] == "vs_unedited"]
     out = {}
     for r in frame.itertuples(index=False):
@@ -146,19 +146,19 @@ def _paired(directory: Path) -> dict[tuple, Figure]:
     return out
 
 
-def _collapse(records: Sequence[Record]) -> dict[tuple[str, str], Figure]:
-    """(cell, variant) -> the first edit count at which any signal collapsed
-    (:mod:`benchmark.stats.collapse` when the suite has it)."""
-    try:
-        import pandas as pd
-
-        from benchmark.stats.collapse import collapse_points
-    except ImportError:
+def _collapse(directory: Path) -> dict[tuple[str, str], Figure]:
+    """(cell, variant) -> the first edit count at which any signal collapsed, read from the
+    folder's ``tables/collapse.csv`` (:mod:`benchmark.stats.collapse`; general losses count
+    only where significant)."""
+    path = directory / "tables" / "collapse.csv"
+    if not path.is_file():
         return {}
-    frame = collapse_points(pd.DataFrame([r.model_dump() for r in records]))
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype={"cell": str})
     out: dict[tuple[str, str], Figure] = {}
     for (cell, variant), rows in frame.groupby(["cell", "variant"]):
-        reached = rows[rows["reached"]]
+        reached = rows[rows["reached"].astype(bool)]
         if len(reached):
             first = reached.loc[reached["edits"].idxmin()]
             out[(cell, variant)] = Figure(float(first["edits"]), how=f"{first['signal']}")
@@ -229,7 +229,7 @@ def rows_of(directory: Path, source: str) -> list[Row]:
     records = read_records(directory / "records.jsonl")
     cells: list[CellStatus] = [c for c in read_cells(directory / "cells.jsonl")
                                if c.status == "completed"]
-    paired, collapse = _paired(directory), _collapse(records)
+    paired, collapse = _paired(directory), _collapse(directory)
     identity = identity_states(records)
     by_cell: dict[str, list[Record]] = defaultdict(list)
     for r in records:

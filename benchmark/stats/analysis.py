@@ -44,7 +44,7 @@ class Analysis:
         self.frame = records_frame(records)
         self.statistics = sample_statistics(samples)
         self.paired = paired_table(records, samples, paired)
-        self.collapse = collapse_points(self.frame, collapse, self.statistics)
+        self.collapse = collapse_points(self.frame, collapse, self.statistics, self.paired)
         self.identity = identity_variants(records, sample_index(samples))
         self._digits = {key: display.decimals(key[0], key[2], [_number(v) for v in rows["value"]],
                                               self.statistics.get(key))

@@ -75,7 +75,8 @@ def change(delta: float | None, low: float | None, high: float | None, significa
 
 
 def collapse_point(edits: float | None, reached: bool, interpolated: bool, by: int) -> str:
-    """``≈37`` (interpolated), ``≤10`` (already crossed at the first edited checkpoint, 10),
+    """``≈37`` (interpolated), ``≤10`` (crossed at or before checkpoint 10: the first edited
+    one, or one whose predecessor had crossed without a significant change),
     ``>50`` (not reached by the last checkpoint, 50)."""
     if not reached or _missing(edits):
         return f">{by}"

@@ -144,8 +144,10 @@ def legend(paired: PairedSettings = PAIRED_DEFAULTS,
             f"bootstrap of {paired.n_boot} replicates for perplexity); * the interval excludes 0 "
             f"(and p < {1 - paired.confidence:.2g} where there is a test). Collapse: first edit "
             f"count with efficacy below {collapse.efficacy_threshold:g}, or with a headline "
-            f"general signal {collapse.general_loss:.0%} worse than unedited (≈ interpolated, "
-            f"≤ at the first edited checkpoint, > not reached). {IDENTITY_MARK.strip()}: the "
+            f"general signal {collapse.general_loss:.0%} worse than unedited"
+            + (" and its change significant" if collapse.require_significant else "")
+            + f" (≈ interpolated, ≤ at or before that checkpoint, > not reached). "
+            f"{IDENTITY_MARK.strip()}: the "
             f"restraint never acted.\n")
 
 

@@ -105,3 +105,51 @@ def test_settings_change_the_thresholds(frame):
 
 def test_no_records():
     assert collapse_points(records_frame([])).empty
+
+
+def _paired_rows(rows):
+    """A paired table with only the columns the gate reads: (cell, variant, n, metric,
+    task, delta, significant) per row, all ``vs_unedited`` general comparisons."""
+    return pd.DataFrame([{"cell": "c", "variant": v, "n_edits": n, "kind": "general", "task": task,
+                          "metric": m, "statistic": "mean", "comparison": "vs_unedited",
+                          "delta": d, "significant": sig} for v, n, task, m, d, sig in rows])
+
+
+def test_general_losses_count_only_where_significant(frame):
+    # acc (0.9 -> 0.85, 0.7, 0.6) crosses 0.81 between 10 and 20, significant only from 40
+    # on: the point is 40 itself (20 had crossed already), not interpolated.
+    # ppl (60 -> 63, 70, 90) crosses 66 between 10 and 20 and is significant at 20:
+    # interpolated as without the gate. A significant *improvement* does not count
+    # (word_perplexity, delta < 0), nor does an unknown checkpoint.
+    paired = _paired_rows([
+        ("none", 10, "t", "acc", -0.05, False), ("none", 20, "t", "acc", -0.2, False),
+        ("none", 40, "t", "acc", -0.3, True),
+        ("none", 20, "wiki", "ppl", 10.0, True), ("none", 40, "wiki", "ppl", 30.0, True),
+        ("none", 20, "wiki", "word_perplexity", -10.0, True),
+        ("none", 40, "wiki", "word_perplexity", -30.0, True),
+    ])
+    stats = {("general", "wiki", "ppl"): "word_perplexity"}
+    df = collapse_points(frame, statistics=stats, paired=paired)
+    acc = _point(df, "acc")
+    assert (acc["edits"], acc["reached"], acc["interpolated"], acc["by"]) == (40.0, True, False, 40)
+    assert acc["first_crossing"] == pytest.approx(10 + (0.85 - 0.81) / (0.85 - 0.7) * 10)
+    ppl = _point(df, "ppl")
+    assert ppl["edits"] == pytest.approx(10 + 3 / 7 * 10) and ppl["interpolated"]
+    wpp = _point(df, "word_perplexity")
+    assert (wpp["reached"], wpp["by"]) == (False, 40) and math.isnan(wpp["edits"])
+    assert wpp["first_crossing"] == pytest.approx(10 + 3 / 7 * 10)
+    prune = _point(df, "acc", "prune-e")  # no paired rows for it: never significant
+    assert not prune["reached"]
+    # efficacy is an absolute threshold on the edited facts: never gated
+    assert _point(df, "efficacy")["edits"] == 25.0
+    # the gate can be switched off: every crossing counts again
+    off = collapse_points(frame, CollapseSettings(require_significant=False), stats, paired)
+    assert _point(off, "acc")["edits"] == pytest.approx(acc["first_crossing"])
+
+
+def test_crossing_with_a_gate():
+    pts = [(0, 100), (10, 80), (20, 40), (30, 30)]
+    # the crossing at 20 does not count, the one at 30 does: 20 had crossed, so 30 itself
+    assert crossing(pts, 50, falls=True, counts=lambda n: n >= 30) == (30.0, False, 30)
+    assert crossing(pts, 50, falls=True, counts=lambda n: n == 20) == (17.5, True, 20)
+    assert crossing(pts, 50, falls=True, counts=lambda n: False) == (None, False, 30)
