@@ -88,6 +88,27 @@ def default_create_editor(method: str, loaded, overrides: Mapping[str, Any], *,
                         _stats_keys(loaded, hp))
 
 
+def default_hparams_hash(spec) -> str | None:
+    """sha256 of the editor settings a cell of ``spec`` runs with (the model's hparams file
+    with the spec's overrides, as :func:`default_create_editor` reads them), without loading
+    the model; None where they cannot be read here (an unresolvable model reference, an
+    editor without a file)."""
+    from benchmark.core.errors import DataError
+    from benchmark.core.modelref import is_ref
+    from editors.hparams import hparams_hash, load_hparams
+
+    try:
+        if is_ref(spec.model):
+            from benchmark.models.refs import resolve
+
+            name = resolve(spec.model).name
+        else:
+            name = spec.model
+        return hparams_hash(load_hparams(spec.editor, name, dict(spec.hparams) or None))
+    except (DataError, KeyError, ValueError, OSError):
+        return None
+
+
 def _stats_keys(loaded, hp) -> tuple[dict[str, Any], ...]:
     """The layer-statistics cache keys (every input of each C0) the editor reads."""
     from benchmark.core import io
@@ -202,6 +223,7 @@ class Components:
     load_requests: Callable[..., list] = default_load_requests
     data_identity: Callable[..., dict] = default_data_identity
     create_editor: Callable[..., EditorBundle] = default_create_editor
+    hparams_hash: Callable[..., str | None] = default_hparams_hash
     evaluate_editing: Callable[..., dict[str, MetricValue]] = default_evaluate_editing
     evaluate_tasks: Callable[..., dict[str, dict[str, MetricValue]]] = default_evaluate_tasks
     spectrum: Callable[..., dict] = default_spectrum

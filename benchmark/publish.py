@@ -31,6 +31,7 @@ from pathlib import Path
 
 from benchmark import SUITE_VERSION, report
 from benchmark.cell.folder import CellFolder, status_row
+from benchmark.components import default_hparams_hash
 from benchmark.core import io
 from benchmark.core.errors import DataError, SeqeditError
 from benchmark.grid import Grid
@@ -240,6 +241,12 @@ def _cell_from_workdir(spec: CellSpec, wd: Path) -> _CellResult:
     status = folder.status(spec)
     if status.status != "completed":
         return _CellResult(status, [], [], None)
+    recorded, now = folder.recorded_hparams_hash(), default_hparams_hash(spec)
+    if recorded and now and recorded != now:
+        return _CellResult(status_row(spec, "failed", f"{folder.root}: computed with other editor "
+                                      f"settings (hparams sha256 {recorded[:12]}, the settings now "
+                                      f"hash to {now[:12]}); not published: rerun the cell without "
+                                      "--resume"), [], [], None)
     records = folder.records(spec.checkpoints)
     if problem := cell_problem(spec, records):
         return _CellResult(status_row(spec, "failed", f"{folder.root}: {problem}; not published"),

@@ -160,6 +160,13 @@ class CellFolder:
     def provenance_text(self) -> str | None:
         return self.provenance.read_text() if self.provenance.is_file() else None
 
+    def recorded_hparams_hash(self) -> str | None:
+        """The editor settings' hash in the cell's provenance (None when absent)."""
+        try:
+            return json.loads(self.provenance_text() or "{}").get("hparams_hash")
+        except (ValueError, AttributeError):
+            return None
+
     def complete(self, records: Sequence[Record], samples: Sequence[SampleRow],
                  git_sha: str | None) -> None:
         """Write ``done.json`` and drop the saved states (a completed cell's records are final)."""

@@ -40,12 +40,15 @@ def run_cell(spec: CellSpec, cell_dir: Path, ctx: RunContext, comps: Components 
     else whatever the cell raised (the caller records that as a failure).
     """
     folder = CellFolder(Path(cell_dir))
+    comps = comps or Components()
     with folder.lock():
         git_sha = git_info().get("sha")
         resume = ctx.resume
         if resume:
             done, corrupt = folder.completion(spec.checkpoints)
             if done is not None:
+                check_settings(folder.root, "completed", folder.recorded_hparams_hash(),
+                               comps.hparams_hash(spec))
                 if done.get("git_sha") != git_sha:
                     log.warning("%s: completed by code at git %s, now %s; kept (--resume). "
                                 "Rerun without --resume to recompute it", folder.name,
@@ -56,10 +59,19 @@ def run_cell(spec: CellSpec, cell_dir: Path, ctx: RunContext, comps: Components 
                 ctx.event(spec.short_hash, "done_corrupt", reason=corrupt)
                 resume = False
         folder.start(spec, resume)
-        run = _start(spec, ctx, comps or Components(), hooks or Hooks(), folder, git_sha)
+        run = _start(spec, ctx, comps, hooks or Hooks(), folder, git_sha)
         _trajectory(run)
         _finish(run)
         return "completed"
+
+
+def check_settings(root: Path, what: str, recorded: str | None, now: str | None) -> None:
+    """Refuse to reuse a cell ``what`` (completed, saved state) with other editor settings:
+    the spec names the hparams file, not its content, so an edited file keeps the hash."""
+    if recorded and now and recorded != now:
+        raise RuntimeError(f"{root}: {what} with other editor settings (hparams sha256 "
+                           f"{recorded[:12]}, the settings now hash to {now[:12]}); run the "
+                           "cell without --resume to recompute it")
 
 
 def _start(spec: CellSpec, ctx: RunContext, comps: Components, hooks: Hooks,

@@ -97,6 +97,7 @@ def save_state(run: CellRun) -> None:
         blob = {
             "format": STATE_FORMAT,
             "spec_hash": run.spec.spec_hash(),
+            "hparams_hash": run.bundle.hparams_hash,
             "cursor": run.cursor,
             "editor_state": run.editor_state.state_dict(),
             "acc": dict(run.acc),
@@ -140,6 +141,10 @@ def load_state(run: CellRun) -> bool:
     if blob.get("format") != STATE_FORMAT or blob.get("spec_hash") != run.spec.spec_hash():
         raise RuntimeError(f"{path}: saved state belongs to another spec or format; "
                            "delete the cell folder or run without --resume")
+    if (saved := blob.get("hparams_hash")) and run.bundle.hparams_hash and saved != run.bundle.hparams_hash:
+        raise RuntimeError(f"{path}: saved state made with other editor settings (hparams sha256 "
+                           f"{saved[:12]}, the settings now hash to {run.bundle.hparams_hash[:12]}); "
+                           "run the cell without --resume to recompute it")
     if blob.get("git_sha") != run.git_sha:
         log.warning("%s: state saved by code at git %s, resuming with %s: the records may mix "
                     "two code versions", path, blob.get("git_sha"), run.git_sha)
