@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import SUITE_VERSION, report
-from benchmark.cell.folder import CellFolder, status_row
+from benchmark.cell.folder import CellFolder, settings_changed, status_row
 from benchmark.components import default_hparams_hash
 from benchmark.core import io
 from benchmark.core.errors import DataError, SeqeditError
@@ -241,12 +241,9 @@ def _cell_from_workdir(spec: CellSpec, wd: Path) -> _CellResult:
     status = folder.status(spec)
     if status.status != "completed":
         return _CellResult(status, [], [], None)
-    recorded, now = folder.recorded_hparams_hash(), default_hparams_hash(spec)
-    if recorded and now and recorded != now:
-        return _CellResult(status_row(spec, "failed", f"{folder.root}: computed with other editor "
-                                      f"settings (hparams sha256 {recorded[:12]}, the settings now "
-                                      f"hash to {now[:12]}); not published: rerun the cell without "
-                                      "--resume"), [], [], None)
+    if why := settings_changed("computed", folder.recorded_hparams_hash(), default_hparams_hash(spec)):
+        return _CellResult(status_row(spec, "failed", f"{folder.root}: {why}; not published: rerun "
+                                      "the cell without --resume"), [], [], None)
     records = folder.records(spec.checkpoints)
     if problem := cell_problem(spec, records):
         return _CellResult(status_row(spec, "failed", f"{folder.root}: {problem}; not published"),

@@ -55,13 +55,12 @@ def paired_bounds(directory: Path) -> dict[tuple, tuple[float, float]]:
     """(cell, n_edits, variant, kind, task, metric) -> the 95% paired interval of the value
     implied by its change from the unedited model (``tables/paired.csv``, comparison
     ``vs_unedited``: unedited value + [ci_low, ci_high]); empty without that table."""
-    path = Path(directory) / "tables" / "paired.csv"
-    if not path.is_file():
-        return {}
-    import pandas as pd
+    from benchmark.tables import read_paired
 
-    t = pd.read_csv(path, dtype={"cell": str, "task": str, "metric": str, "variant": str})
-    t = t[(t["comparison"] == "vs_unedited") & t["ci_low"].notna() & t["ci_high"].notna()]
+    t = read_paired(directory)
+    if t is None:
+        return {}
+    t = t[t["ci_low"].notna() & t["ci_high"].notna()]
     return {(r.cell, int(r.n_edits), r.variant, r.kind, r.task, r.metric):
             (float(r.value_ref + r.ci_low), float(r.value_ref + r.ci_high))
             for r in t.itertuples(index=False)}

@@ -70,9 +70,9 @@ def caption(paired: PairedSettings = PAIRED_DEFAULTS,
         + (" with a significant paired change (first_crossing in collapse.csv: without that "
            "requirement)" if collapse.require_significant else "")
         + "; ≈ interpolated linearly between "
-        f"checkpoints, ≤ crossed at or before that checkpoint, > not reached by the "
-        f"last checkpoint. Rounding: rates on the 0-100 scale 1 decimal, on the 0-1 scale 3, "
-        f"perplexity 2, κ and σ 1.\n")
+        "checkpoints, ≤ crossed at or before that checkpoint, > not reached by the "
+        "last checkpoint. Rounding: rates on the 0-100 scale 1 decimal, on the 0-1 scale 3, "
+        "perplexity 2, κ and σ 1.\n")
 
 
 def _csv(frame: pd.DataFrame) -> str:
@@ -251,3 +251,22 @@ def write_tables(directory: Path, records: Sequence[Record], *, title: str = "",
     io.write_text(paths[3], _csv(summary.collapse))
     io.write_text(paths[4], _summary_markdown(summary, title))
     return paths
+
+
+#: Columns of the published tables that hold identifiers (read as text: a hash of digits
+#: or a numeric-looking task name must not become a number).
+_TEXT_COLUMNS = {c: str for c in ("cell", "ref_cell", "variant", "ref_variant", "kind", "task",
+                                  "metric")}
+
+
+def read_table(directory: Path, name: str) -> pd.DataFrame | None:
+    """A published table (``tables/<name>``) of a results folder, identifiers as text;
+    None when the folder has no such table."""
+    path = Path(directory) / "tables" / name
+    return pd.read_csv(path, dtype=_TEXT_COLUMNS) if path.is_file() else None
+
+
+def read_paired(directory: Path, comparison: str = "vs_unedited") -> pd.DataFrame | None:
+    """The rows of one comparison in a results folder's ``tables/paired.csv``."""
+    frame = read_table(directory, "paired.csv")
+    return None if frame is None else frame[frame["comparison"] == comparison]

@@ -220,5 +220,16 @@ class CellFolder:
         return status_row(spec, "pending")
 
 
+def settings_changed(what: str, recorded: str | None, now: str | None) -> str | None:
+    """Why a cell's ``what`` (its completed records, a saved state) cannot be reused: it was
+    made with other editor settings than ``now`` (hparams sha256). The spec names the hparams
+    file, not its content, so an edited file keeps the cell's hash. None when they agree or
+    either side is unknown."""
+    if recorded and now and recorded != now:
+        return (f"{what} with other editor settings (hparams sha256 {recorded[:12]}, the "
+                f"settings now hash to {now[:12]})")
+    return None
+
+
 def _records_sha(rows: Sequence[Record] | Sequence[SampleRow]) -> str:
     return io.sha256_json([r.model_dump(mode="json") for r in rows])

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from benchmark.cell.context import RunContext
 from benchmark.cell.edits import apply, compute
 from benchmark.cell.evaluate import evaluate_each
-from benchmark.cell.folder import CellFolder
+from benchmark.cell.folder import CellFolder, settings_changed
 from benchmark.cell.provenance import write_provenance
 from benchmark.cell.rng import seed_everything
 from benchmark.cell.state import CellRun, load_state, save_state, timed
@@ -47,8 +47,10 @@ def run_cell(spec: CellSpec, cell_dir: Path, ctx: RunContext, comps: Components 
         if resume:
             done, corrupt = folder.completion(spec.checkpoints)
             if done is not None:
-                check_settings(folder.root, "completed", folder.recorded_hparams_hash(),
-                               comps.hparams_hash(spec))
+                if why := settings_changed("completed", folder.recorded_hparams_hash(),
+                                           comps.hparams_hash(spec)):
+                    raise RuntimeError(f"{folder.root}: {why}; run the cell without --resume "
+                                       "to recompute it")
                 if done.get("git_sha") != git_sha:
                     log.warning("%s: completed by code at git %s, now %s; kept (--resume). "
                                 "Rerun without --resume to recompute it", folder.name,
@@ -63,15 +65,6 @@ def run_cell(spec: CellSpec, cell_dir: Path, ctx: RunContext, comps: Components 
         _trajectory(run)
         _finish(run)
         return "completed"
-
-
-def check_settings(root: Path, what: str, recorded: str | None, now: str | None) -> None:
-    """Refuse to reuse a cell ``what`` (completed, saved state) with other editor settings:
-    the spec names the hparams file, not its content, so an edited file keeps the hash."""
-    if recorded and now and recorded != now:
-        raise RuntimeError(f"{root}: {what} with other editor settings (hparams sha256 "
-                           f"{recorded[:12]}, the settings now hash to {now[:12]}); run the "
-                           "cell without --resume to recompute it")
 
 
 def _start(spec: CellSpec, ctx: RunContext, comps: Components, hooks: Hooks,

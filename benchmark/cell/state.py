@@ -22,7 +22,7 @@ import torch
 
 from benchmark.cell import snapshot
 from benchmark.cell.context import RunContext
-from benchmark.cell.folder import CellFolder
+from benchmark.cell.folder import CellFolder, settings_changed
 from benchmark.cell.rng import rng_state, set_rng_state
 from benchmark.components import Components, EditorBundle, Hooks, Restrainer
 from benchmark.core.arch import Layout, LoadedModel, get_module, to_out_in
@@ -141,10 +141,8 @@ def load_state(run: CellRun) -> bool:
     if blob.get("format") != STATE_FORMAT or blob.get("spec_hash") != run.spec.spec_hash():
         raise RuntimeError(f"{path}: saved state belongs to another spec or format; "
                            "delete the cell folder or run without --resume")
-    if (saved := blob.get("hparams_hash")) and run.bundle.hparams_hash and saved != run.bundle.hparams_hash:
-        raise RuntimeError(f"{path}: saved state made with other editor settings (hparams sha256 "
-                           f"{saved[:12]}, the settings now hash to {run.bundle.hparams_hash[:12]}); "
-                           "run the cell without --resume to recompute it")
+    if why := settings_changed("saved state made", blob.get("hparams_hash"), run.bundle.hparams_hash):
+        raise RuntimeError(f"{path}: {why}; run the cell without --resume to recompute it")
     if blob.get("git_sha") != run.git_sha:
         log.warning("%s: state saved by code at git %s, resuming with %s: the records may mix "
                     "two code versions", path, blob.get("git_sha"), run.git_sha)

@@ -131,13 +131,11 @@ def is_general_signal(r: Record) -> bool:
 
 def _paired(directory: Path) -> dict[tuple, Figure]:
     """(cell, n_edits, variant, kind, task, metric) -> paired Δ from the unedited model."""
-    path = directory / "tables" / "paired.csv"
-    if not path.is_file():
-        return {}
-    import pandas as pd
+    from benchmark.tables import read_paired
 
-    frame = pd.read_csv(path, dtype={"cell": str, "ref_cell": str})
-    frame = frame[frame["comparison"] == "vs_unedited"]
+    frame = read_paired(directory)
+    if frame is None:
+        return {}
     out = {}
     for r in frame.itertuples(index=False):
         key = (str(r.cell), int(r.n_edits), str(r.variant), str(r.kind), str(r.task), str(r.metric))
@@ -150,12 +148,11 @@ def _collapse(directory: Path) -> dict[tuple[str, str], Figure]:
     """(cell, variant) -> the first edit count at which any signal collapsed, read from the
     folder's ``tables/collapse.csv`` (:mod:`benchmark.stats.collapse`; general losses count
     only where significant)."""
-    path = directory / "tables" / "collapse.csv"
-    if not path.is_file():
-        return {}
-    import pandas as pd
+    from benchmark.tables import read_table
 
-    frame = pd.read_csv(path, dtype={"cell": str})
+    frame = read_table(directory, "collapse.csv")
+    if frame is None:
+        return {}
     out: dict[tuple[str, str], Figure] = {}
     for (cell, variant), rows in frame.groupby(["cell", "variant"]):
         reached = rows[rows["reached"].astype(bool)]

@@ -174,7 +174,7 @@ def test_locality_kl_positions_against_a_direct_statement(tiny):
         return np.mean(terms)
 
     answer_rows, seq_rows = [], []
-    for i, (prompt, target) in enumerate(pairs):
+    for i, (prompt, _target) in enumerate(pairs):
         n_prompt = len(tiny.tokenizer(prompt)["input_ids"])
         n_all = int(batch.attention_mask[i].sum())
         answer_rows.append((i, range(n_prompt - 1, n_all - 1)))
