@@ -20,7 +20,9 @@ Per cell × variant (a records frame: one row per :class:`benchmark.results.Reco
 The edit count is interpolated linearly between the last checkpoint that met the
 threshold and the first that did not (``interpolated`` True); when the checkpoint before
 had crossed the threshold without a significant change, the point is that checkpoint
-(``interpolated`` False, shown ``≤n``). Efficacy is measured on edited
+(``interpolated`` False, shown ``≤n``), and so is a crossing that the straight line
+would put before the first edit (a jump, e.g. perplexity from 71 unedited to 1e13 at the
+first checkpoint, which interpolation cannot place). Efficacy is measured on edited
 facts only from the first edited checkpoint on, so a cell already below the threshold there
 reports that checkpoint, not interpolated. A threshold never crossed by the last checkpoint
 is censored: ``edits`` empty, ``reached`` False, ``by`` the last checkpoint.
@@ -79,9 +81,11 @@ def crossing(points: list[tuple[int, float]], threshold: float, falls: bool,
     ``falls``: crossing means value < threshold (else value > threshold). ``counts(n)``:
     whether a crossing at edit count n counts (default: every one). Returns
     ``(edits, interpolated, by)``: the edit count interpolated linearly from the previous
-    point, or the point's own edits (not interpolated) when it is the first point or the
-    previous point had already crossed without counting; ``edits`` None when nothing
-    counts (``by`` = the last point's edits)."""
+    point, or the point's own edits (not interpolated) when it is the first point, the
+    previous point had already crossed without counting, or the interpolated count is under
+    one edit (a jump from the unedited value so large that a straight line cannot place
+    it, and nothing collapses before the first edit: shown as "at or before" the point);
+    ``edits`` None when nothing counts (``by`` = the last point's edits)."""
     prev: tuple[int, float] | None = None
     prev_crossed = False
     for n, v in points:
@@ -90,7 +94,10 @@ def crossing(points: list[tuple[int, float]], threshold: float, falls: bool,
             if prev is None or prev_crossed:
                 return float(n), False, n
             n0, v0 = prev
-            return n0 + (v0 - threshold) / (v0 - v) * (n - n0), True, n
+            edits = n0 + (v0 - threshold) / (v0 - v) * (n - n0)
+            if edits < 1:  # nothing collapses before the first edit: a jump the line cannot place
+                return float(n), False, n
+            return edits, True, n
         prev, prev_crossed = (n, v), crossed
     return None, False, points[-1][0] if points else 0
 

@@ -153,3 +153,15 @@ def test_crossing_with_a_gate():
     assert crossing(pts, 50, falls=True, counts=lambda n: n >= 30) == (30.0, False, 30)
     assert crossing(pts, 50, falls=True, counts=lambda n: n == 20) == (17.5, True, 20)
     assert crossing(pts, 50, falls=True, counts=lambda n: False) == (None, False, 30)
+
+
+def test_a_jump_before_the_first_edit_is_not_interpolated():
+    # perplexity 70 -> 3e13 between 0 and 50: the line crosses 77 at 50 * 7 / (3e13 - 70),
+    # before the first edit, where nothing can collapse: "at or before 50"
+    assert crossing([(0, 70.0), (50, 3e13)], 77.0, falls=False) == (50.0, False, 50)
+    # one edit or more stays interpolated: 70 -> 84 crosses 77 half-way, 0 -> 770 crosses
+    # 77 at exactly one edit of 10, and a later jump is placed by the line (100 + 5/1e9 * 100)
+    assert crossing([(0, 70.0), (50, 84.0)], 77.0, falls=False) == (25.0, True, 50)
+    assert crossing([(0, 0.0), (10, 770.0)], 77.0, falls=False) == (1.0, True, 10)
+    edits, interp, by = crossing([(0, 70.0), (100, 72.0), (200, 1e9 + 72.0)], 77.0, falls=False)
+    assert edits == pytest.approx(100 + 5 / 1e9 * 100) and interp and by == 200
