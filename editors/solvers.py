@@ -103,6 +103,26 @@ class NullSpaceThreshold:
             raise ValueError(f"{self.mode} threshold is a fraction (<= 1), got {self.value}")
 
 
+def null_space_mask(evals: torch.Tensor, threshold: NullSpaceThreshold) -> torch.Tensor:
+    """Which of ``C0``'s eigenvalues (ascending, as ``torch.linalg.eigh`` returns them) span
+    the null space under ``threshold`` (boolean mask; its sum is the null-space dimension)."""
+    if threshold.mode == "absolute":
+        return evals < threshold.value
+    if threshold.mode == "relative":
+        return evals < threshold.value * evals[-1]
+    budget = threshold.value * evals.clamp_min(0).sum()
+    return torch.cumsum(evals.clamp_min(0), 0) <= budget
+
+
+def c0_eigenvalues(C0: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues (ascending, float64) of ``C0`` exactly as :func:`null_space_basis` computes
+    them before selecting (the symmetrised matrix, ``torch.linalg.eigh``)."""
+    C = _f64(C0)
+    if C.ndim != 2 or C.shape[0] != C.shape[1]:
+        raise ValueError(f"C0 must be square, got {tuple(C.shape)}")
+    return torch.linalg.eigh((C + C.T) / 2).eigenvalues
+
+
 def null_space_basis(C0: torch.Tensor, threshold: NullSpaceThreshold) -> torch.Tensor:
     """Orthonormal columns ``Û`` (``d x r``) of the eigenvectors of ``C0`` selected by ``threshold``."""
     C = _f64(C0)
@@ -110,14 +130,7 @@ def null_space_basis(C0: torch.Tensor, threshold: NullSpaceThreshold) -> torch.T
         raise ValueError(f"C0 must be square, got {tuple(C.shape)}")
     C = (C + C.T) / 2
     evals, evecs = torch.linalg.eigh(C)  # ascending
-    if threshold.mode == "absolute":
-        keep = evals < threshold.value
-    elif threshold.mode == "relative":
-        keep = evals < threshold.value * evals[-1]
-    else:
-        budget = threshold.value * evals.clamp_min(0).sum()
-        keep = torch.cumsum(evals.clamp_min(0), 0) <= budget
-    U = evecs[:, keep]
+    U = evecs[:, null_space_mask(evals, threshold)]
     if U.shape[1] == 0:
         log.warning("null-space threshold %s selects no eigenvector of C0 (smallest eigenvalue %.3g): "
                     "the projection is zero and AlphaEdit edits nothing", threshold, float(evals[0]))
