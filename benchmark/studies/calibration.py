@@ -9,6 +9,8 @@ benchmark scores them (:mod:`benchmark.evaluation.editing`, fractions in [0, 1])
 rewrite margin (:func:`benchmark.studies.layer_choice.score_case`). Per batch: the editor's
 ``Delta.info`` diagnostics (‖h‖, ‖δ‖ = ‖z* − h‖, the residual ‖z* − h_L‖ left after the edit,
 per-layer residual and update norms) and ‖ΔW_l‖ / ‖W_l‖ of the whole update per layer.
+Per edited layer and case, on the unedited model: the gain from the edited matrix's output
+to the layer's residual output (:func:`output_gain`), which the layer loop assumes to be 1.
 
 The targets z* depend on neither λ nor the threshold (they are optimised on the unedited
 model before any layer is solved), so each request's z* is computed once and reused by
@@ -76,6 +78,7 @@ LAMBDA_MARGIN = 0.05
 DEGENERATE_LOW, DEGENERATE_HIGH = 0.05, 0.95
 ALPHA_QUANTILE = 0.25
 UPPER_FACTOR = 2.0
+GAIN_STEPS = (1.0, 100.0)
 MEAN_KEYS = CASE_METRICS + ("rewrite_margin",)
 
 RULES = {
@@ -211,6 +214,55 @@ def update_ratios(lm, delta: Delta) -> dict[int, float]:
     return out
 
 
+def output_gain(lm, r: EditRequest, layer: int, steps: Sequence[float] = GAIN_STEPS,
+                seed: int = 0) -> dict[float, float]:
+    """‖change of the residual output of ``layer``‖ / ``step`` when ``step`` x a fixed random
+    unit vector is added to the output of the edited matrix (``down_name``) at the subject's
+    last token of the bare prompt. The batch editors' layer loop assumes 1 (the matrix's
+    output is added to the residual stream unchanged, as in LLaMA and GPT-2); a norm between
+    the two (Gemma-3's post-feedforward RMSNorm) makes it differ and depend on the step."""
+    from benchmark.core.arch import get_module
+    from editors.keys import subject_end, subject_last_token
+
+    enc = lm.tokenizer(r.prompt, return_tensors="pt")
+    pos = subject_last_token(lm.tokenizer, r.prompt, subject_end(r))
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(lm.arch.d_model, generator=g, dtype=torch.float64)
+    v = v / v.norm()
+    got: dict[str, torch.Tensor] = {}
+
+    def grab(mod, args, out):
+        got["h"] = (out[0] if isinstance(out, tuple) else out)[0, pos].detach().double()
+
+    def residual(step: float) -> torch.Tensor:
+        def shift(mod, args, out):
+            out = out.clone()
+            out[0, pos] += (step * v).to(out.dtype)
+            return out
+
+        hook = get_module(lm.model, lm.arch.down_name(layer)).register_forward_hook(shift) if step else None
+        try:
+            with torch.no_grad():
+                lm.model(**enc)
+        finally:
+            if hook is not None:
+                hook.remove()
+        return got["h"]
+
+    grab_hook = get_module(lm.model, lm.arch.layer_name(layer)).register_forward_hook(grab)
+    try:
+        base = residual(0.0)
+        return {step: float((residual(step) - base).norm() / step) for step in steps}
+    finally:
+        grab_hook.remove()
+
+
+def gain_table(lm, requests: Sequence[EditRequest], layers: Sequence[int]) -> dict[int, dict]:
+    """Per layer and step: the :func:`output_gain` of every request."""
+    return {layer: {step: [output_gain(lm, r, layer, (step,))[step] for r in requests]
+                    for step in GAIN_STEPS} for layer in layers}
+
+
 def batches(requests: Sequence[EditRequest], size: int) -> list[list[EditRequest]]:
     return [list(requests[i:i + size]) for i in range(0, len(requests), size)]
 
@@ -342,6 +394,7 @@ def calibrate(model_name: str, *, n: int = 20, batch_size: int = 10, lambdas=LAM
     kw = {"data_root": data_root, "cache_root": cache_root}
     stats.second_moments(lm, hp["memit"].layers, hp["memit"].stats, progress=False, **kw)
     unedited = [{"case_id": r.case_id, **score_case(lm, r)} for r in requests]
+    gains = gain_table(lm, requests, hp["memit"].layers)
     with shared_targets(lm):
         targets = compute_all_targets(lm, hp["memit"], requests, batch_size)
         lam_rows = lambda_sweep(lm, hp["memit"], requests, batch_size, lambdas, **kw)
@@ -372,6 +425,7 @@ def calibrate(model_name: str, *, n: int = 20, batch_size: int = 10, lambdas=LAM
         "hparams_base_sha256": {m: hparams_hash(h) for m, h in hp.items()},
         "unedited": {**{k: mean_of(unedited, k) for k in MEAN_KEYS}, "cases": unedited},
         "targets": targets,
+        "output_gain": gains,
         "lambda_sweep": lam_rows,
         "null_space": nulls,
         "alphaedit": ae_rows,

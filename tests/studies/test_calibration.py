@@ -145,6 +145,42 @@ def test_shared_targets_equal_a_fresh_optimisation_and_restore_the_function():
         torch.testing.assert_close(Z2[:, j], fresh[r.case_id], rtol=1e-4, atol=1e-5)
 
 
+def test_output_gain_is_one_without_a_norm_after_the_mlp():
+    lm = models.load("tiny-llama")  # LLaMA block: h + mlp(norm(h)), the MLP output added as is
+    for layer in (1, 2):
+        gains = cal.output_gain(lm, REQUESTS[0], layer, (1.0, 100.0))
+        assert gains[1.0] == pytest.approx(1.0, abs=1e-4) and gains[100.0] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_output_gain_through_gemmas_post_feedforward_norm():
+    """Independently: the change of the post-feedforward RMSNorm's output when the same
+    vector is added to its input, computed from the captured MLP output."""
+    lm = models.load("tiny-gemma")
+    layer, r = 1, REQUESTS[0]
+    block = lm.model.model.layers[layer]
+    got = {}
+    hook = block.mlp.register_forward_hook(lambda m, a, o: got.update(x=o[0].detach().double()))
+    with torch.no_grad():
+        lm.model(**lm.tokenizer(r.prompt, return_tensors="pt"))
+    hook.remove()
+    from editors.keys import subject_end, subject_last_token
+    pos = subject_last_token(lm.tokenizer, r.prompt, subject_end(r))
+    x = got["x"][pos]
+    v = torch.randn(lm.arch.d_model, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    v = v / v.norm()
+    w = block.post_feedforward_layernorm.weight.detach().double()
+    eps = block.post_feedforward_layernorm.eps
+
+    def norm(y):  # Gemma-3 RMSNorm: y / rms(y) * (1 + w)
+        return y / torch.sqrt((y * y).mean() + eps) * (1 + w)
+
+    gains = cal.output_gain(lm, r, layer, (1.0, 100.0))
+    for step in (1.0, 100.0):
+        expected = float((norm(x + step * v) - norm(x)).norm() / step)
+        assert gains[step] == pytest.approx(expected, rel=1e-3)
+    assert gains[1.0] != pytest.approx(1.0, abs=1e-2)
+
+
 def test_update_ratios_against_numpy(tmp_path, data_root):
     lm = models.load("tiny-llama")
     hp = load_hparams("memit", "tiny-llama")
@@ -187,6 +223,11 @@ def test_tiny_run_writes_every_setting_and_case(tmp_path, data_root):
             assert len(b["final_residual_norm"]) == 2 and len(b["delta_norm"]) == 2
             assert sorted(b["update_ratio"], key=int) == ["1", "2"]
     assert [r["threshold"] for r in res["alphaedit"]] == [0.05]
+    gains = res["output_gain"]
+    assert sorted(gains, key=int) == ["1", "2"]
+    for per in gains.values():  # tiny-llama: the MLP output enters the residual as is
+        assert all(g == pytest.approx(1.0, abs=1e-4) for step in per.values() for g in step)
+        assert all(len(step) == 4 for step in per.values())
     hp = load_hparams("alphaedit", "tiny-llama")
     assert sorted(res["null_space"]["layers"], key=int) == [str(x) for x in hp.layers]
     for row in res["null_space"]["layers"].values():
