@@ -3,7 +3,9 @@
 - Weights rewinding: the target values z* (residual output of the last edited layer) of
   ALL requests of the trajectory are computed on the UNEDITED model in :meth:`NSE.prepare`
   and kept in the editor state (so they survive checkpoints); later batches reuse them
-  instead of optimising targets on the edited model.
+  instead of optimising targets on the edited model. Each request's z* is also cached on
+  disk under every input (:func:`target_key`, with the sha256 of the weights), so cells
+  editing the same facts of the same model share them.
 - Iterative editing: up to ``max_iterations`` checks (released: 3, so at most 2 editing
   passes). Each check measures the residual ‖z* − h_L‖ of every request of the batch on
   the current (temporarily edited) model; only requests with a residual in
@@ -34,7 +36,7 @@ import torch
 
 from benchmark.core.arch import LoadedModel, down_weight, to_out_in
 from benchmark.core.requests import EditRequest
-from editors import batch, solvers
+from editors import batch, solvers, stats
 from editors.base import Delta, MatrixDelta
 from editors.common import TensorState, check_layers
 from editors.hparams import NSEHparams
@@ -45,6 +47,34 @@ log = logging.getLogger(__name__)
 
 TARGETS = "targets"  # state tensor: (n_prepared, d_model) z* on the unedited model
 TARGET_IDS = "target_case_ids"  # state meta: case ids, one per row of TARGETS
+#: Bump when the target optimisation changes what it computes (part of every cache key).
+TARGET_CACHE_VERSION = 1
+
+
+def weights_sha256(lm: LoadedModel) -> str:
+    """sha256 of every parameter's bytes (name order): the exact weights a target is
+    computed on, whatever the model's name, dtype or edits."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(lm.model.named_parameters()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def target_key(lm: LoadedModel, r: EditRequest, hp: NSEHparams, templates: Sequence[str],
+               engine: Engine, weights: str) -> dict:
+    """Every input of one request's z* (:func:`editors.batch.residual_targets`): the weights
+    (``weights``: :func:`weights_sha256`), the model's identity (its tokenizer), the device
+    type and thread count (float rounding), the request's text, the edited layer, the target
+    settings, the context templates and the engine."""
+    return {"kind": "nse_target", "version": TARGET_CACHE_VERSION, "model": lm.identity,
+            "weights_sha256": weights, "device": torch.device(lm.device).type,
+            "threads": torch.get_num_threads(),
+            "request": {"prompt": r.prompt, "subject": r.subject, "target_new": r.target_new},
+            "layer": hp.layers[-1], "target": hp.target.model_dump(mode="json"),
+            "templates": list(templates), "engine": engine}
 
 
 def stored_targets(state: TensorState, requests: Sequence[EditRequest]) -> torch.Tensor:
@@ -105,13 +135,28 @@ class NSE:
                 have.add(r.case_id)
         if not todo:
             return
+        weights = weights_sha256(model)
         rows = []
         for r in tqdm(todo, desc=f"NSE targets on unedited {model.entry.name}",
                       disable=not self.progress, unit="request"):
-            Z, _ = batch.residual_targets(model, [r], hp, templates, self.target_engine)
-            rows.append(Z[:, 0])
+            rows.append(self._target(model, r, templates, weights))
         state.tensors[TARGETS] = torch.cat([state.tensors[TARGETS], torch.stack(rows)], dim=0)
         state.meta[TARGET_IDS] = list(state.meta.get(TARGET_IDS, [])) + [r.case_id for r in todo]
+
+    def _target(self, model: LoadedModel, r: EditRequest, templates: Sequence[str],
+                weights: str) -> torch.Tensor:
+        """z* of one request, cached on disk under :func:`target_key`: cells that edit the
+        same facts of the same model (trajectories none and RECT) compute it once, and a
+        killed ``prepare`` resumes where it stopped."""
+        hp = self.hparams
+
+        def build() -> dict[str, torch.Tensor]:
+            Z, _ = batch.residual_targets(model, [r], hp, templates, self.target_engine)
+            return {"z": Z[:, 0]}
+
+        key = target_key(model, r, hp, templates, self.target_engine, weights)
+        return stats.cached_tensors(key, build, cache_root=self._c0.cache_root,
+                                    group=f"{model.entry.name}-nse-targets", label="z")["z"]
 
     def compute(self, model: LoadedModel, requests: Sequence[EditRequest], state: TensorState) -> Delta:
         hp, lm = self.hparams, model

@@ -179,3 +179,49 @@ def test_nse_without_prepared_targets_is_an_error(cache):
 def test_nse_rejects_an_empty_band():
     with pytest.raises(ValueError, match="upper_bound"):
         NSE(hparams(alpha=5.0, upper=5.0))
+
+
+def test_nse_targets_are_cached_under_every_input(tmp_path, monkeypatch):
+    """A second editor on a fresh state reads z* from the disk cache (no target is optimised),
+    bit for bit what a direct computation gives; other weights, settings or text recompute."""
+    from editors import batch as batch_mod
+
+    calls: list[str] = []
+    real = batch_mod.residual_targets
+
+    def counting(lm, requests, *args, **kwargs):
+        calls.extend(r.case_id for r in requests)
+        return real(lm, requests, *args, **kwargs)
+
+    monkeypatch.setattr(batch_mod, "residual_targets", counting)
+    lm = models.load("tiny-llama")
+    hp = hparams()
+    first = NSE(hp, cache_root=tmp_path, progress=False)
+    s1 = first.init_state(lm)
+    first.prepare(lm, REQUESTS[:3], s1)
+    assert calls == ["c1", "c2", "c3"]
+    # the direct computation, one request at a time as prepare does
+    templates = context_templates(lm, hp.templates)
+    direct = [compute_targets(lm, [r], hp.layers[-1], templates, hp.target, point="residual")[0].target
+              for r in REQUESTS[:3]]
+    assert all(torch.equal(s1.tensors["targets"][i], direct[i]) for i in range(3))
+
+    calls.clear()
+    second = NSE(hp, cache_root=tmp_path, progress=False)
+    s2 = second.init_state(lm)
+    second.prepare(lm, REQUESTS[:4], s2)
+    assert calls == [REQUESTS[3].case_id]  # only the new request is optimised
+    assert torch.equal(s2.tensors["targets"][:3], s1.tensors["targets"])
+
+    calls.clear()  # other target settings: recomputed
+    other = NSE(hparams(layers=(1, 2)).model_copy(update={"target": hp.target.model_copy(
+        update={"v_lr": 0.25})}), cache_root=tmp_path, progress=False)
+    other.prepare(lm, REQUESTS[:1], other.init_state(lm))
+    assert calls == ["c1"]
+
+    calls.clear()  # other weights under the same model name: recomputed
+    with torch.no_grad():
+        lm.model.get_output_embeddings().weight.mul_(1.5)
+    again = NSE(hp, cache_root=tmp_path, progress=False)
+    again.prepare(lm, REQUESTS[:1], again.init_state(lm))
+    assert calls == ["c1"]
