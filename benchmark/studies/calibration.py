@@ -348,10 +348,10 @@ def nse_confirmation(lm, hp, requests, batch_size, *, data_root=None, cache_root
             t, c = time.perf_counter(), time.process_time()
             delta = editor.compute(lm, b, state)
             secs, cpu = time.perf_counter() - t, time.process_time() - c
+            info = batch_info(lm, delta)  # ‖ΔW‖ / ‖W‖ of the weights the update is added to
             undos.append(apply_delta(lm.model, delta))
             done.append({"case_ids": [r.case_id for r in b], "seconds": secs, "cpu_seconds": cpu,
-                         **batch_info(lm, delta),
-                         "cases_each": [{"case_id": r.case_id, **score_case(lm, r)} for r in b]})
+                         **info, "cases_each": [{"case_id": r.case_id, **score_case(lm, r)} for r in b]})
         final = [{"case_id": r.case_id, **score_case(lm, r)} for r in requests]
     finally:
         for undo in reversed(undos):

@@ -197,6 +197,30 @@ def test_update_ratios_against_numpy(tmp_path, data_root):
         assert ratios[layer] > 0
 
 
+def test_nse_confirmation_ratios_are_against_the_weights_each_update_is_added_to(tmp_path, data_root,
+                                                                                 monkeypatch):
+    lm = models.load("tiny-llama")
+    hp = load_hparams("nse", "tiny-llama")
+    applied = []
+    real_apply = cal.apply_delta
+
+    def recording_apply(model, delta):
+        weights = {layer: to_out_in(core_arch.down_weight(lm.model, lm.arch, layer), lm.arch.layout)
+                   .double().numpy().copy() for layer in hp.layers}
+        applied.append((delta, weights))
+        return real_apply(model, delta)
+
+    monkeypatch.setattr(cal, "apply_delta", recording_apply)
+    res = cal.nse_confirmation(lm, hp, REQUESTS, 2, data_root=data_root, cache_root=tmp_path)
+    assert len(applied) == len(res["batches"]) == 2
+    for (delta, weights), b in zip(applied, res["batches"]):
+        for layer in hp.layers:
+            md = delta.matrices[lm.arch.down_name(layer)]
+            dW = md.A.double().numpy() @ md.B.double().numpy().T
+            assert b["update_ratio"][layer] == pytest.approx(
+                np.linalg.norm(dW) / np.linalg.norm(weights[layer]), rel=1e-4, abs=1e-12)
+
+
 def test_tiny_run_writes_every_setting_and_case(tmp_path, data_root):
     lm = models.load("tiny-llama")
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
