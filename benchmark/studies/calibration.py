@@ -13,9 +13,10 @@ Per edited layer and case, on the unedited model: the gain from the edited matri
 to the layer's residual output (:func:`output_gain`), which the layer loop assumes to be 1.
 
 The targets z* depend on neither λ nor the threshold (they are optimised on the unedited
-model before any layer is solved), so each request's z* is computed once and reused by
-every setting and by NSE's weights rewinding (:func:`shared_targets`); the seconds of a
-setting are therefore the layer solves alone, the target seconds are recorded apart.
+model before any layer is solved), so each request's z* is computed once, batch by batch,
+and reused by every MEMIT and AlphaEdit setting (:func:`shared_targets`); the seconds of a
+setting are therefore the layer solves alone, the target seconds are recorded apart. The
+NSE confirmation runs outside it: NSE's ``prepare`` computes its own rewound targets.
 
 Selection rules, fixed before any run:
 
@@ -177,8 +178,8 @@ def nse_band(one_pass_residuals: Sequence[float], fresh_deltas: Sequence[float])
 def shared_targets(lm) -> Iterator[dict]:
     """Within the block, :func:`editors.batch.residual_targets` on ``lm`` optimises each
     request's z* once (per last layer, target settings, templates, engine) and reuses it:
-    valid while every call sees the unedited model, as every call of this study does (NSE's
-    ``compute`` reads its stored targets instead). Yields the memo."""
+    valid while every call sees the unedited model, as every call inside the block does.
+    Yields the memo."""
     memo: dict[tuple, tuple[torch.Tensor, dict[str, Any]]] = {}
     original = batch.residual_targets
 
@@ -406,14 +407,14 @@ def calibrate(model_name: str, *, n: int = 20, batch_size: int = 10, lambdas=LAM
         chosen_row = next(r for r in lam_rows if r["lambda"] == lam)
         residuals = [x for b in chosen_row["batches"] for x in b["final_residual_norm"]]
         fresh = [x for b in targets for x in b["delta_norm"]]
-        band = nse_band(residuals, fresh)
-        # where the rule's premise fails, the confirmation runs the file's band (labelled)
-        used = ({"alpha": band["alpha"], "upper_bound": band["upper_bound"]} if band["applies"]
-                else {"alpha": hp["nse"].alpha, "upper_bound": hp["nse"].upper_bound})
-        nse_hp = hp["nse"].model_copy(update={"mom2_update_weight": lam, **used,
-                                              "neuron_fraction": 1.0})
-        nse = {"band_source": "rule" if band["applies"] else "hparams file (rule does not apply)",
-               **nse_confirmation(lm, nse_hp, requests, batch_size, **kw)}
+    band = nse_band(residuals, fresh)
+    # where the rule's premise fails, the confirmation runs the file's band (labelled)
+    used = ({"alpha": band["alpha"], "upper_bound": band["upper_bound"]} if band["applies"]
+            else {"alpha": hp["nse"].alpha, "upper_bound": hp["nse"].upper_bound})
+    nse_hp = hp["nse"].model_copy(update={"mom2_update_weight": lam, **used, "neuron_fraction": 1.0})
+    # outside shared_targets: NSE's prepare optimises (and caches) its own targets, as it does
+    nse = {"band_source": "rule" if band["applies"] else "hparams file (rule does not apply)",
+           **nse_confirmation(lm, nse_hp, requests, batch_size, **kw)}
     return {
         "what": "batch-editor calibration: MEMIT λ sweep, AlphaEdit null-space threshold, NSE band",
         "model": model_name, "model_identity": lm.identity,
