@@ -125,6 +125,7 @@ def layer_sweep(lm: LoadedModel, requests: Sequence[EditRequest], layers: Sequen
         R = (Z - H) / (len(layers) - i)
         A, B = solve(i, layer, R, K)
         W = down_weight(lm.model, lm.arch, layer)
+        w_norm = float(to_out_in(W, lm.arch.layout).norm())  # before the update is added in place
         md = MatrixDelta(name=lm.arch.down_name(layer), layout=lm.arch.layout,
                          A=A.to(dtype=W.dtype, device="cpu"), B=B.to(dtype=W.dtype, device="cpu"))
         edits.apply(md)
@@ -132,7 +133,7 @@ def layer_sweep(lm: LoadedModel, requests: Sequence[EditRequest], layers: Sequen
             "layer": layer,
             "residual_norm": float((Z - H).norm(dim=0).mean()),
             "update_norm": float(md.to_dense().norm()),
-            "weight_norm": float(to_out_in(W, lm.arch.layout).norm()),
+            "weight_norm": w_norm,
         })
         log.debug("%s layer %d: %s", lm.entry.name, layer, infos[-1])
     return infos
