@@ -81,6 +81,7 @@ class AlphaEdit:
     def prepare(self, model: LoadedModel, requests: Sequence[EditRequest], state: TensorState) -> None:
         """Context templates and the projections from the unedited model."""
         check_layers(model, self.hparams.layers, self.name)
+        batch.warn_if_mlp_output_normed(model, self.name)
         context_templates(model, self.hparams.templates)
         self.projections(model)
 

@@ -76,6 +76,23 @@ class TemporaryEdits:
         self.undos.clear()
 
 
+def warn_if_mlp_output_normed(lm: LoadedModel, method: str) -> bool:
+    """Log a warning (and return True) when the model normalises the MLP output before adding
+    it to the residual stream (``ArchFacts.mlp_output_norm_template``: Gemma-2/3, OLMo-2).
+    The layer loop of the batch editors spreads a residual-stream target over the edited
+    matrices as if each matrix's output arrived in the residual stream unchanged; through the
+    norm it arrives rescaled (41-234 times on Gemma-3-270M), so the updates overshoot and the
+    edits are not the method's (docs/batch-editors.md, "Gemma-3-270M")."""
+    norm = lm.arch.mlp_output_norm_template
+    if norm is None:
+        return False
+    log.warning("%s on %s: this architecture normalises the MLP output before the residual "
+                "stream (%s); the batch editors' layer loop assumes it is added unchanged, so "
+                "its updates overshoot and edits are unreliable (docs/batch-editors.md)",
+                method, lm.entry.name, norm.format(layer="L"))
+    return True
+
+
 def key_groups(hp: BatchHparams) -> tuple[int, ...] | None:
     """Template group sizes for the key average (``key_average: group_mean``, the released
     ``compute_ks``), or None for the uniform mean over templates."""

@@ -48,6 +48,7 @@ class MEMIT:
     def prepare(self, model: LoadedModel, requests: Sequence[EditRequest], state) -> None:
         """Context templates and C0 from the unedited model."""
         check_layers(model, self.hparams.layers, self.name)
+        batch.warn_if_mlp_output_normed(model, self.name)
         context_templates(model, self.hparams.templates)
         self._c0.get(model, self.hparams)
 

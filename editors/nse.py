@@ -125,6 +125,7 @@ class NSE:
 
         hp = self.hparams
         check_layers(model, hp.layers, self.name)
+        batch.warn_if_mlp_output_normed(model, self.name)
         templates = context_templates(model, hp.templates)
         self._c0.get(model, hp)
         have = set(state.meta.get(TARGET_IDS, []))

@@ -43,6 +43,8 @@ class ArchFacts:
     adds_bos: bool  # does the tokenizer prepend BOS to every encoding?
     padding_side: Literal["left", "right"] = "left"  # for batched generation
     stats_context_cap: int = 1024  # max tokens per sequence when collecting key statistics
+    #: a norm between the MLP output and the residual stream (template), None: added as is
+    mlp_output_norm_template: str | None = None
 
     def layer_name(self, layer: int) -> str:
         return self.layer_template.format(layer=layer)

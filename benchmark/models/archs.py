@@ -38,13 +38,20 @@ class ArchRow:
     ffn_attr: str | None = "intermediate_size"  # config field of the MLP width (None: n_inner or 4 d)
     sub_config: str | None = None  # sizes live in this sub-config (multimodal wrappers)
     padding_side: Literal["left", "right"] = "left"
+    #: a norm between the MLP's output and the residual stream (Gemma-2/3, OLMo-2 normalise
+    #: the MLP output before adding it); None: the output is added as it is
+    mlp_output_norm: str | None = None
 
 
 def _decoder(prefix: str, down: str = "mlp.down_proj", *, embed: str = "embed_tokens",
-             adds_bos: bool = True, **kw: Any) -> ArchRow:
+             adds_bos: bool = True, post_mlp_norm: str | None = None, **kw: Any) -> ArchRow:
     block = f"{prefix}.layers.{{layer}}"
     return ArchRow(layer=block, mlp=f"{block}.mlp", down=f"{block}.{down}",
-                   embed=f"{prefix}.{embed}", layout="linear", adds_bos=adds_bos, **kw)
+                   embed=f"{prefix}.{embed}", layout="linear", adds_bos=adds_bos,
+                   mlp_output_norm=f"{block}.{post_mlp_norm}" if post_mlp_norm else None, **kw)
+
+
+_POST_MLP = "post_feedforward_layernorm"
 
 
 def _gpt(down: str, layout: Layout) -> ArchRow:
@@ -62,11 +69,11 @@ ARCHS: dict[str, ArchRow] = {
     "qwen2": _decoder("model", adds_bos=False),
     "qwen3": _decoder("model", adds_bos=False),
     "gemma": _decoder("model"),
-    "gemma2": _decoder("model"),
-    "gemma3_text": _decoder("model"),
-    "gemma3": _decoder("model.language_model", sub_config="text_config"),
+    "gemma2": _decoder("model", post_mlp_norm=_POST_MLP),
+    "gemma3_text": _decoder("model", post_mlp_norm=_POST_MLP),
+    "gemma3": _decoder("model.language_model", sub_config="text_config", post_mlp_norm=_POST_MLP),
     "olmo": _decoder("model", adds_bos=False),
-    "olmo2": _decoder("model", adds_bos=False),
+    "olmo2": _decoder("model", adds_bos=False, post_mlp_norm=_POST_MLP),
     "phi3": _decoder("model", adds_bos=False),
     "granite": _decoder("model", adds_bos=False),
     "smollm3": _decoder("model", adds_bos=False),
@@ -112,6 +119,7 @@ def arch_from_config(config: Any, *, source: object = "config.json") -> ArchFact
         down_template=row.down, layout=row.layout, embed_template=row.embed,
         adds_bos=row.adds_bos, padding_side=row.padding_side,
         stats_context_cap=min(context, STATS_CONTEXT_LIMIT),
+        mlp_output_norm_template=row.mlp_output_norm,
     )
 
 
@@ -122,4 +130,4 @@ def registry_arch(model_type: str, n_layers: int, d: int, ffn: int, *, family: s
     return ArchFacts(family=family, n_layers=n_layers, d_model=d, d_ffn=ffn, adds_bos=adds_bos,
                      stats_context_cap=cap, layer_template=row.layer, mlp_template=row.mlp,
                      down_template=row.down, layout=row.layout, embed_template=row.embed,
-                     padding_side=row.padding_side)
+                     padding_side=row.padding_side, mlp_output_norm_template=row.mlp_output_norm)

@@ -230,3 +230,18 @@ def test_memit_rejects_layers_outside_the_model(stats_cache):
     editor = MEMIT(tiny_hparams("memit", layers=(2, 9)), cache_root=stats_cache, progress=False)
     with pytest.raises(DataError, match=r"field 'layers': memit: layers \[9\] outside 0..3"):
         editor.prepare(lm, REQUESTS[:1], editor.init_state(lm))
+
+
+@pytest.mark.parametrize(("name", "warned"), [("tiny-gemma", True), ("tiny-llama", False)])
+def test_batch_editors_warn_where_the_mlp_output_is_normalised(name, warned, caplog, tmp_path):
+    """Gemma-3 normalises the MLP output before the residual stream: MEMIT's prepare says so."""
+    import logging
+
+    from editors import create_editor
+
+    lm = models.load(name)
+    editor = create_editor("memit", lm, cache_root=tmp_path, progress=False)
+    with caplog.at_level(logging.WARNING, logger="editors.batch"):
+        editor.prepare(lm, REQUESTS[:1], editor.init_state(lm))
+    hits = [r for r in caplog.records if "normalises the MLP output" in r.getMessage()]
+    assert bool(hits) == warned

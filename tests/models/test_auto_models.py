@@ -82,6 +82,45 @@ def test_templates_resolve_to_modules_of_documented_shapes(model_type, tiny_fold
 
 
 @pytest.mark.parametrize("model_type", TYPES)
+def test_mlp_output_norm_fact_matches_the_block(model_type, tiny_folders):
+    """A vector added to the edited matrix's output reaches the block's residual output
+    unchanged exactly when the table names no norm in between (measured on the block)."""
+    lm = models.load(f"path:{tiny_folders[model_type]}")
+    arch = lm.arch
+    ids = torch.tensor([[5, 70, 80, 90, 100]])
+    v = torch.randn(arch.d_model, generator=torch.Generator().manual_seed(0)) * 1e-3
+    got: dict[str, torch.Tensor] = {}
+
+    def grab(mod, args, out):
+        got["h"] = (out[0] if isinstance(out, tuple) else out)[0, 2].detach().double()
+
+    def add(mod, args, out):
+        out = out.clone()
+        out[0, 2] += v.to(out.dtype)
+        return out
+
+    block = core_arch.get_module(lm.model, arch.layer_name(0))
+    down = core_arch.get_module(lm.model, arch.down_name(0))
+    handle = block.register_forward_hook(grab)
+    try:
+        with torch.no_grad():
+            lm.model(input_ids=ids)
+            base = got["h"]
+            shift = down.register_forward_hook(add)
+            try:
+                lm.model(input_ids=ids)
+            finally:
+                shift.remove()
+    finally:
+        handle.remove()
+    unchanged = torch.allclose(got["h"] - base, v.double(), rtol=1e-3, atol=1e-7)
+    assert unchanged == (arch.mlp_output_norm_template is None), (model_type, got["h"] - base)
+    if arch.mlp_output_norm_template is not None:
+        norm = core_arch.get_module(lm.model, arch.mlp_output_norm_template.format(layer=0))
+        assert any(m is norm for m in block.modules())
+
+
+@pytest.mark.parametrize("model_type", TYPES)
 def test_bos_fact_matches_the_saved_tokenizer(model_type, tiny_folders):
     lm = models.load(f"path:{tiny_folders[model_type]}")
     ids = lm.tokenizer("Paris")["input_ids"]
