@@ -236,7 +236,10 @@ class _CellResult:
     provenance: str | None
 
 
-def _cell_from_workdir(spec: CellSpec, wd: Path) -> _CellResult:
+def _cell_from_workdir(spec: CellSpec, wd: Path, grid: str) -> _CellResult:
+    """A work-folder cell as ``grid`` publishes it. A cell is named by its spec, so a cell that
+    another grid with the same cell spec ran can be copied in; its records then carry the
+    publishing grid's name (``Record.grid``), their values unchanged."""
     folder = CellFolder.of(wd, spec)
     status = folder.status(spec)
     if status.status != "completed":
@@ -244,7 +247,8 @@ def _cell_from_workdir(spec: CellSpec, wd: Path) -> _CellResult:
     if why := settings_changed("computed", folder.recorded_hparams_hash(), default_hparams_hash(spec)):
         return _CellResult(status_row(spec, "failed", f"{folder.root}: {why}; not published: rerun "
                                       "the cell without --resume"), [], [], None)
-    records = folder.records(spec.checkpoints)
+    records = [r if r.grid == grid else r.model_copy(update={"grid": grid})
+               for r in folder.records(spec.checkpoints)]
     if problem := cell_problem(spec, records):
         return _CellResult(status_row(spec, "failed", f"{folder.root}: {problem}; not published"),
                            [], [], None)
@@ -253,7 +257,7 @@ def _cell_from_workdir(spec: CellSpec, wd: Path) -> _CellResult:
 
 def collect_records(grid: Grid, wd: Path) -> list[Record]:
     """The records a publish of every cell of the work folder would publish."""
-    return sort_records(r for spec in grid.cells for r in _cell_from_workdir(spec, wd).records)
+    return sort_records(r for spec in grid.cells for r in _cell_from_workdir(spec, wd, grid.name).records)
 
 
 def publish(grid: Grid, wd: Path, out: Path, *, ran: Collection[str] | None = None,
@@ -279,7 +283,7 @@ def publish(grid: Grid, wd: Path, out: Path, *, ran: Collection[str] | None = No
                     cell = _CellResult(status_row(spec, "failed", f"{out}: published {problem}"),
                                        [], [], None)
             else:
-                cell = _cell_from_workdir(spec, wd)
+                cell = _cell_from_workdir(spec, wd, grid.name)
             statuses.append(cell.status)
             records += cell.records
             samples += cell.samples

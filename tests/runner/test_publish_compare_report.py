@@ -221,3 +221,26 @@ def test_committed_smoke_results_compare(metric_path, tmp_path, capsys):
     assert main(["compare", str(smoke), str(new)]) == 1
     out = capsys.readouterr().out
     assert "REGRESSIONS" in out and metric_path in out
+
+
+def test_a_cell_run_by_another_grid_is_published_under_this_one(published, tmp_path):
+    """Cells are named by their spec: a finished cell folder copied from the work folder of
+    another grid with the same cell spec publishes under this grid's name, values equal."""
+    from benchmark.runner import grid_workdir
+    from tests.runner.conftest import make_grid
+
+    (tmp_path / "src").mkdir()
+    src_wd = grid_workdir(make_grid(tmp_path / "src", checkpoints="[0, 3, 6]"), published.parent / "wd")
+    other = make_grid(tmp_path, name="tgrid-copy", checkpoints="[0, 3, 6]")
+    wd = tmp_path / "wd"
+    for spec in other.cells:
+        shutil.copytree(src_wd / spec.folder, grid_workdir(other, wd) / spec.folder)
+    comps, _ = make_components()
+    run_grid(other, workdir=wd, out=tmp_path / "out", components=comps, progress=False,
+             resume=True)
+    mine = read_records(tmp_path / "out" / "records.jsonl")
+    theirs = read_records(published / "records.jsonl")
+    assert {r.grid for r in mine} == {"tgrid-copy"} and {r.grid for r in theirs} == {"tgrid"}
+    strip = lambda recs: sorted(json.dumps(r.model_dump(exclude={"grid"}), sort_keys=True)  # noqa: E731
+                                for r in recs)
+    assert strip(mine) == strip(theirs)

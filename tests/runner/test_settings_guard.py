@@ -79,9 +79,9 @@ def test_publish_refuses_a_cell_computed_with_other_settings(tmp_path, grid_fact
     (prov,) = wd.glob("*/provenance.json")
     assert json.loads(prov.read_text())["hparams_hash"] == "a" * 64
     monkeypatch.setattr(publish_mod, "default_hparams_hash", lambda spec: "a" * 64)
-    assert publish_mod._cell_from_workdir(grid.cells[0], wd).status.status == "completed"
+    assert publish_mod._cell_from_workdir(grid.cells[0], wd, grid.name).status.status == "completed"
     monkeypatch.setattr(publish_mod, "default_hparams_hash", lambda spec: "c" * 64)
-    result = publish_mod._cell_from_workdir(grid.cells[0], wd)
+    result = publish_mod._cell_from_workdir(grid.cells[0], wd, grid.name)
     assert result.status.status == "failed" and not result.records
     assert "not published" in result.status.reason and "cccccccccccc" in result.status.reason
 
