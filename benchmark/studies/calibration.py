@@ -61,6 +61,7 @@ from benchmark.commands.options import positive_int
 from benchmark.core import io, settings
 from benchmark.core.arch import down_weight, to_out_in
 from benchmark.core.requests import EditRequest
+from benchmark.studies import add_run_options, start_run
 from benchmark.studies.layer_choice import CASE_METRICS, score_case
 from editors import batch, solvers, stats
 from editors.alphaedit import AlphaEdit
@@ -474,15 +475,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="null-space thresholds whose dimensions are counted")
     p.add_argument("--alphaedit-thresholds", type=floats, default=ALPHAEDIT_THRESHOLDS,
                    help="thresholds AlphaEdit edits with")
-    p.add_argument("--out", default=None)
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--cache-root", default=None)
-    p.add_argument("--threads", type=positive_int, default=None)
+    add_run_options(p)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings.apply_offline_env()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start_run(args)
     command = shlex.join(["python", "-m", "benchmark.studies.calibration",
                           *(sys.argv[1:] if argv is None else argv)])
     result = calibrate(args.model, n=args.n, batch_size=args.batch_size, lambdas=args.lambdas,

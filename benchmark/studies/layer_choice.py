@@ -29,6 +29,7 @@ from benchmark.core import io, settings
 from benchmark.core.requests import EditRequest
 from benchmark.core.scoring import score_targets
 from benchmark.evaluation.editing import evaluate_editing
+from benchmark.studies import add_run_options, start_run
 from editors import stats
 from editors.base import apply_delta
 from editors.hparams import ROMEHparams, hparams_hash, load_hparams
@@ -116,15 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True)
     p.add_argument("--layers", required=True, help="comma-separated candidate layers")
     p.add_argument("--n", type=positive_int, default=8)
-    p.add_argument("--out", default=None)
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--cache-root", default=None)
-    p.add_argument("--threads", type=positive_int, default=None)
+    add_run_options(p)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings.apply_offline_env()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start_run(args)
     layers = [int(x) for x in args.layers.split(",")]
     result = sweep(args.model, layers, args.n, data_root=args.data_root, cache_root=args.cache_root)
     out = Path(args.out) if args.out else settings.RESULTS_DIR / "layer_choice" / f"{args.model}-rome.json"
