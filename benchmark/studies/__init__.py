@@ -4,7 +4,8 @@
   edited layers (docs/layer-choice.md), ``python -m benchmark.studies.layer_choice``.
 - :mod:`benchmark.studies.calibration`: the batch editors' λ, AlphaEdit's null-space
   threshold and NSE's band on a small model (docs/batch-editors.md),
-  ``python -m benchmark.studies.calibration``.
+  ``python -m benchmark.studies.calibration``; its selection rules:
+  :mod:`benchmark.studies.calibration_rules`.
 """
 
 from __future__ import annotations
