@@ -155,6 +155,10 @@ def render(editor: str, model: str, arch, choice: LayerChoice, *,
              f"# Values not commented below are those of editors/hparams/{editor}/"
              f"{TEMPLATE_MODEL}.yaml.",
              "# Check them on your model before trusting results (docs/extending.md)."]
+    if not one and arch.mlp_output_norm_template is not None:
+        lines.append("# WARNING: this architecture normalises the MLP output before the residual "
+                     "stream; the batch editors' layer loop assumes it is added unchanged, so "
+                     "their edits overshoot here (docs/batch-editors.md, Gemma-3-270M).")
     for row in choice.rows:
         lines.append(f"#   sweep layer {row['layer']:3d}: efficacy {row['efficacy']:.2f} "
                      f"generalization {row['generalization']:.2f} locality {row['locality']:.2f} "

@@ -89,3 +89,13 @@ def test_init_refuses_other_editors_and_needs_a_destination(tmp_path, monkeypatc
     assert "rome, memit" in capsys.readouterr().err
     assert main(["hparams", "init", "--model", "tiny-llama", "--editor", "rome", "--no-sweep"]) == 2
     assert "SEQEDIT_HPARAMS" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("model_type", "warned"), [("gemma2", True), ("llama", False)])
+def test_init_warns_where_the_mlp_output_is_normalised(model_type, warned, tmp_path, capsys):
+    folder = save_tiny(model_type, tmp_path / model_type)
+    for editor, expect in (("memit", warned), ("rome", False)):  # ROME targets the MLP output
+        out = tmp_path / f"{editor}.yaml"
+        assert main(["hparams", "init", "--model", f"path:{folder}", "--editor", editor,
+                     "--no-sweep", "--out", str(out)]) == 0
+        assert ("normalises the MLP output" in out.read_text(encoding="utf-8")) == expect
