@@ -114,22 +114,23 @@ def null_space_mask(evals: torch.Tensor, threshold: NullSpaceThreshold) -> torch
     return torch.cumsum(evals.clamp_min(0), 0) <= budget
 
 
-def c0_eigenvalues(C0: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues (ascending, float64) of ``C0`` exactly as :func:`null_space_basis` computes
-    them before selecting (the symmetrised matrix, ``torch.linalg.eigh``)."""
+def _symmetric_c0(C0: torch.Tensor) -> torch.Tensor:
+    """``C0`` in float64, symmetrised (the eigendecomposition's input)."""
     C = _f64(C0)
     if C.ndim != 2 or C.shape[0] != C.shape[1]:
         raise ValueError(f"C0 must be square, got {tuple(C.shape)}")
-    return torch.linalg.eigh((C + C.T) / 2).eigenvalues
+    return (C + C.T) / 2
+
+
+def c0_eigenvalues(C0: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues (ascending, float64) of ``C0`` exactly as :func:`null_space_basis` computes
+    them before selecting (the symmetrised matrix, ``torch.linalg.eigh``)."""
+    return torch.linalg.eigh(_symmetric_c0(C0)).eigenvalues
 
 
 def null_space_basis(C0: torch.Tensor, threshold: NullSpaceThreshold) -> torch.Tensor:
     """Orthonormal columns ``Û`` (``d x r``) of the eigenvectors of ``C0`` selected by ``threshold``."""
-    C = _f64(C0)
-    if C.ndim != 2 or C.shape[0] != C.shape[1]:
-        raise ValueError(f"C0 must be square, got {tuple(C.shape)}")
-    C = (C + C.T) / 2
-    evals, evecs = torch.linalg.eigh(C)  # ascending
+    evals, evecs = torch.linalg.eigh(_symmetric_c0(C0))  # ascending
     U = evecs[:, null_space_mask(evals, threshold)]
     if U.shape[1] == 0:
         log.warning("null-space threshold %s selects no eigenvector of C0 (smallest eigenvalue %.3g): "

@@ -24,6 +24,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from editors import solvers
@@ -113,11 +114,8 @@ def round_up_1sig(x: float) -> float:
 
 
 def quantile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolation quantile (numpy's default)."""
-    v = sorted(values)
-    pos = q * (len(v) - 1)
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+    """Linear-interpolation quantile (numpy's default method)."""
+    return float(np.quantile(np.asarray(values, dtype=float), q))
 
 
 def nse_band(one_pass_residuals: Sequence[float], fresh_deltas: Sequence[float]) -> dict[str, Any]:
