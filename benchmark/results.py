@@ -237,6 +237,9 @@ class Provenance(BaseModel):
     wall_seconds: dict[str, float]
     peak_memory_bytes: dict[str, int]
     sessions: int = 1  # how many processes ran this cell (1 + number of resumes)
+    # the git commit of each session, oldest first; more than one distinct entry means the
+    # records were made by more than one code version (empty in files written before it)
+    code_versions: list[str | None] = []
     device: str = "cpu"
     evaluation: dict[str, Any] = {}  # timing, lm-eval task hashes of the evaluated items
 

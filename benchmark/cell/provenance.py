@@ -2,7 +2,7 @@
 
 The spec and its hash, the code (git, lock file, packages), the model and data identities,
 the editor's hyperparameters and layer-statistics cache keys, seeds, hardware, wall-clock
-seconds per phase, peak memory, the number of sessions (1 + resumes) and the evaluation
+seconds per phase, peak memory, the number of sessions (1 + resumes) and the commit each ran and the evaluation
 timing with the general tasks' item hashes.
 """
 
@@ -24,7 +24,8 @@ def write_provenance(run: CellRun) -> None:
         seeds={"cell": spec.seed, "evaluation_base": spec.seed},
         hardware=res.hardware_info(ctx.device),
         wall_seconds={k: round(v, 3) for k, v in sorted(run.wall.items())},
-        peak_memory_bytes=res.peak_memory(ctx.device), sessions=run.sessions, device=ctx.device,
+        peak_memory_bytes=res.peak_memory(ctx.device), sessions=run.sessions,
+        code_versions=run.session_code_versions(), device=ctx.device,
         evaluation={"timing": spec.evaluation.timing,
                     "task_hashes": dict(sorted(run.task_hashes.items())),
                     "baseline_cache": "unedited-model evaluations shared across cells (same key)"},

@@ -70,6 +70,7 @@ class CellRun:
     cursor: int = 0
     each: list[dict[str, MetricValue]] = field(default_factory=list)
     sessions: int = 1
+    code_versions: list[str | None] = field(default_factory=list)  # git of each session, in order
     task_hashes: dict[str, str] = field(default_factory=dict)  # general task -> items hash
 
     def phase(self, name: str) -> contextlib.AbstractContextManager[None]:
@@ -85,6 +86,11 @@ class CellRun:
 
     def weight(self, name: str) -> torch.nn.Parameter:
         return get_module(self.model, name).weight
+
+    def session_code_versions(self) -> list[str | None]:
+        """The git commit of each process that ran this cell, oldest first (one entry per
+        session; a resumed cell whose sessions ran different code lists each)."""
+        return [*self.code_versions, self.git_sha]
 
     def w0_out_in(self, name: str) -> torch.Tensor:
         return to_out_in(self.w0[name], self.layouts[name])
@@ -109,6 +115,7 @@ def save_state(run: CellRun) -> None:
             "sessions": run.sessions,
             "torch_threads": torch.get_num_threads(),
             "git_sha": run.git_sha,
+            "code_versions": run.session_code_versions(),
         }
         target = run.folder.next_state_dir()
         snapshot.write(target, blob)
@@ -165,5 +172,10 @@ def load_state(run: CellRun) -> bool:
     run.each = [{k: MetricValue.from_dict(v) for k, v in d.items()} for d in blob["each"]]
     run.wall = {k: float(v) for k, v in blob["wall"].items()}
     run.sessions = int(blob["sessions"]) + 1
+    # a state saved before the list existed knows only its last session's commit (None:
+    # unknown)
+    earlier = (blob.get("code_versions")
+               or [None] * (int(blob["sessions"]) - 1) + [blob.get("git_sha")])
+    run.code_versions = list(earlier)
     set_rng_state(blob["rng"])
     return True
