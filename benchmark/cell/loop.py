@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -42,7 +43,8 @@ def run_cell(spec: CellSpec, cell_dir: Path, ctx: RunContext, comps: Components 
     folder = CellFolder(Path(cell_dir))
     comps = comps or Components()
     with folder.lock():
-        git_sha = git_info().get("sha")
+        git = git_info()  # now, not when the cell ends: the tree may change while it runs
+        git_sha = git.get("sha")
         resume = ctx.resume
         if resume:
             done, corrupt = folder.completion(spec.checkpoints)
@@ -61,14 +63,14 @@ def run_cell(spec: CellSpec, cell_dir: Path, ctx: RunContext, comps: Components 
                 ctx.event(spec.short_hash, "done_corrupt", reason=corrupt)
                 resume = False
         folder.start(spec, resume)
-        run = _start(spec, ctx, comps, hooks or Hooks(), folder, git_sha)
+        run = _start(spec, ctx, comps, hooks or Hooks(), folder, git)
         _trajectory(run)
         _finish(run)
         return "completed"
 
 
 def _start(spec: CellSpec, ctx: RunContext, comps: Components, hooks: Hooks,
-           folder: CellFolder, git_sha: str | None) -> CellRun:
+           folder: CellFolder, git: dict[str, Any]) -> CellRun:
     """Load model, requests and editor (``init_state`` and ``prepare`` on the unedited
     model), then restore the saved state when resuming."""
     cell = spec.short_hash
@@ -89,7 +91,7 @@ def _start(spec: CellSpec, ctx: RunContext, comps: Components, hooks: Hooks,
         bundle.editor.prepare(loaded, requests, editor_state)
     run = CellRun(spec=spec, ctx=ctx, comps=comps, hooks=hooks, folder=folder, loaded=loaded,
                   requests=requests, bundle=bundle, editor_state=editor_state,
-                  traj=comps.restrainer(spec.trajectory), git_sha=git_sha, wall=wall)
+                  traj=comps.restrainer(spec.trajectory), git=git, wall=wall)
     if ctx.resume and load_state(run):
         ctx.event(cell, "resumed", cursor=run.cursor)
     return run

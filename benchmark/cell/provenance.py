@@ -1,6 +1,6 @@
 """The provenance of a completed cell (``provenance.json``): what produced its records.
 
-The spec and its hash, the code (git, lock file, packages), the model and data identities,
+The spec and its hash, the code (git as the session started, lock file, packages), the model and data identities,
 the editor's hyperparameters and layer-statistics cache keys, seeds, hardware, wall-clock
 seconds per phase, peak memory, the number of sessions (1 + resumes) and the commit each ran and the evaluation
 timing with the general tasks' item hashes.
@@ -16,7 +16,7 @@ def write_provenance(run: CellRun) -> None:
     spec, ctx = run.spec, run.ctx
     prov = res.Provenance(
         cell=spec.short_hash, spec_hash=spec.spec_hash(), spec=spec.canonical(),
-        git=res.git_info(), lock_file=res.lock_file_info(), packages=res.package_versions(),
+        git=run.git, lock_file=res.lock_file_info(), packages=res.package_versions(),
         model_identity=dict(run.loaded.identity or {}),
         data=run.comps.data_identity(spec.dataset),
         stats_cache_keys=list(run.bundle.stats_keys), hparams=run.bundle.hparams,

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -62,7 +63,7 @@ class CellRun:
     bundle: EditorBundle
     editor_state: EditorState
     traj: Restrainer
-    git_sha: str | None
+    git: dict[str, Any]  # git_info() when this session started: the code that runs it
     wall: dict[str, float]
     w0: dict[str, torch.Tensor] = field(default_factory=dict)  # stored layout
     layouts: dict[str, Layout] = field(default_factory=dict)
@@ -86,6 +87,10 @@ class CellRun:
 
     def weight(self, name: str) -> torch.nn.Parameter:
         return get_module(self.model, name).weight
+
+    @property
+    def git_sha(self) -> str | None:
+        return self.git.get("sha")
 
     def session_code_versions(self) -> list[str | None]:
         """The git commit of each process that ran this cell, oldest first (one entry per

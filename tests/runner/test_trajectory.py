@@ -128,6 +128,24 @@ def test_provenance_names_the_code_of_every_session(tmp_path, grid_factory, monk
     assert others and all(v["code_versions"] == ["b" * 40] for v in others)
 
 
+def test_provenance_names_the_code_the_cell_started_with(tmp_path, grid_factory, monkeypatch):
+    """A commit made while a cell runs is not the code that ran it: the provenance names
+    the repository's state when the session started."""
+    grid = grid_factory(checkpoints="[0, 3, 6]")
+    now = {"sha": "a" * 40, "dirty": False}
+    monkeypatch.setattr("benchmark.cell.loop.git_info", lambda: dict(now))
+    monkeypatch.setattr("benchmark.results.git_info", lambda *a, **k: dict(now))
+
+    def after_edit(cursor):  # someone commits (and leaves the tree dirty) mid-run
+        now.update(sha="c" * 40, dirty=True)
+
+    _run(grid, tmp_path, hooks=Hooks(after_edit=after_edit))
+    provs = [json.loads(p.read_text()) for p in (tmp_path / "wd").rglob("provenance.json")]
+    first = next(p for p in provs if p["cell"] == grid.cells[0].short_hash)
+    assert first["git"] == {"sha": "a" * 40, "dirty": False}
+    assert first["code_versions"] == ["a" * 40]
+
+
 def test_resume_after_two_kills(tmp_path, grid_factory):
     grid = grid_factory(save_every=2, checkpoints="[0, 3, 6]")
     _run(grid, tmp_path / "ref")
