@@ -76,6 +76,13 @@ class TemporaryEdits:
         self.undos.clear()
 
 
+#: why a batch editor's edits are unreliable on a model that normalises the MLP output
+MLP_OUTPUT_NORM_CAVEAT = ("this architecture normalises the MLP output before the residual "
+                          "stream; the batch editors' layer loop assumes it is added unchanged, "
+                          "so their updates overshoot and edits are unreliable "
+                          "(docs/batch-editors.md, Gemma-3-270M)")
+
+
 def warn_if_mlp_output_normed(lm: LoadedModel, method: str) -> bool:
     """Log a warning (and return True) when the model normalises the MLP output before adding
     it to the residual stream (``ArchFacts.mlp_output_norm_template``: Gemma-2/3, OLMo-2).
@@ -86,10 +93,8 @@ def warn_if_mlp_output_normed(lm: LoadedModel, method: str) -> bool:
     norm = lm.arch.mlp_output_norm_template
     if norm is None:
         return False
-    log.warning("%s on %s: this architecture normalises the MLP output before the residual "
-                "stream (%s); the batch editors' layer loop assumes it is added unchanged, so "
-                "its updates overshoot and edits are unreliable (docs/batch-editors.md)",
-                method, lm.entry.name, norm.format(layer="L"))
+    log.warning("%s on %s (norm %s): %s", method, lm.entry.name, norm.format(layer="L"),
+                MLP_OUTPUT_NORM_CAVEAT)
     return True
 
 

@@ -1,9 +1,9 @@
 """The provenance of a completed cell (``provenance.json``): what produced its records.
 
-The spec and its hash, the code (git as the session started, lock file, packages), the model and data identities,
-the editor's hyperparameters and layer-statistics cache keys, seeds, hardware, wall-clock
-seconds per phase, peak memory, the number of sessions (1 + resumes) and the commit each ran and the evaluation
-timing with the general tasks' item hashes.
+The spec and its hash, the code (git as the session started, lock file, packages), the
+model and data identities, the editor's hyperparameters and layer-statistics cache keys,
+seeds, hardware, wall-clock seconds per phase, peak memory, the sessions (1 + resumes) with
+the commit each ran, and the evaluation timing with the general tasks' item hashes.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class CellRun:
     cursor: int = 0
     each: list[dict[str, MetricValue]] = field(default_factory=list)
     sessions: int = 1
-    code_versions: list[str | None] = field(default_factory=list)  # git of each session, in order
+    earlier_code_versions: list[str | None] = field(default_factory=list)  # earlier sessions' git
     task_hashes: dict[str, str] = field(default_factory=dict)  # general task -> items hash
 
     def phase(self, name: str) -> contextlib.AbstractContextManager[None]:
@@ -95,7 +95,7 @@ class CellRun:
     def session_code_versions(self) -> list[str | None]:
         """The git commit of each process that ran this cell, oldest first (one entry per
         session; a resumed cell whose sessions ran different code lists each)."""
-        return [*self.code_versions, self.git_sha]
+        return [*self.earlier_code_versions, self.git_sha]
 
     def w0_out_in(self, name: str) -> torch.Tensor:
         return to_out_in(self.w0[name], self.layouts[name])
@@ -181,6 +181,6 @@ def load_state(run: CellRun) -> bool:
     # unknown)
     earlier = (blob.get("code_versions")
                or [None] * (int(blob["sessions"]) - 1) + [blob.get("git_sha")])
-    run.code_versions = list(earlier)
+    run.earlier_code_versions = list(earlier)
     set_rng_state(blob["rng"])
     return True

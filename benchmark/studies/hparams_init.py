@@ -156,9 +156,9 @@ def render(editor: str, model: str, arch, choice: LayerChoice, *,
              f"{TEMPLATE_MODEL}.yaml.",
              "# Check them on your model before trusting results (docs/extending.md)."]
     if not one and arch.mlp_output_norm_template is not None:
-        lines.append("# WARNING: this architecture normalises the MLP output before the residual "
-                     "stream; the batch editors' layer loop assumes it is added unchanged, so "
-                     "their edits overshoot here (docs/batch-editors.md, Gemma-3-270M).")
+        from editors.batch import MLP_OUTPUT_NORM_CAVEAT  # torch: only where it is needed
+
+        lines.append(f"# WARNING: {MLP_OUTPUT_NORM_CAVEAT}.")
     for row in choice.rows:
         lines.append(f"#   sweep layer {row['layer']:3d}: efficacy {row['efficacy']:.2f} "
                      f"generalization {row['generalization']:.2f} locality {row['locality']:.2f} "
