@@ -63,12 +63,11 @@ class AlphaEdit:
         if key not in self._projections:
             params = {"mode": thr.mode, "value": thr.value, "version": PROJECTION_VERSION,
                       "dtype": "float32"}
-            out = {}
+            out = stats.derived_layer_artifacts(
+                lm, hp.layers, hp.stats, "alphaedit-null-projection", params,
+                lambda c0: solvers.null_space_projection(c0, thr).to(torch.float32),
+                data_root=self.data_root, cache_root=self.cache_root, progress=self.progress)
             for layer in hp.layers:
-                out[layer] = stats.derived_layer_artifact(
-                    lm, layer, hp.stats, "alphaedit-null-projection", params,
-                    lambda c0: solvers.null_space_projection(c0, thr).to(torch.float32),
-                    data_root=self.data_root, cache_root=self.cache_root, progress=self.progress)
                 log.info("AlphaEdit %s layer %d: null space of dimension %.0f of %d",
                          lm.entry.name, layer, float(out[layer].trace()), out[layer].shape[0])
             self._projections[key] = out

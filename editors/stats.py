@@ -22,6 +22,8 @@ Public API (stable):
 - ``stats_key(lm, layer, spec, data_root=None) -> dict`` (the cache-key inputs)
 - ``derived_layer_artifact(lm, layer, spec, name, params, build, ...)`` -> Tensor:
   ``build(C0) -> Tensor`` cached under the C0 key + ``name`` + ``params``
+- ``derived_layer_artifacts(lm, layers, spec, name, params, build, ...)`` -> ``{layer: Tensor}``:
+  the same for several layers, the missing C0s in one corpus pass
 - ``cached_tensors(key, build, *, cache_root=None, group="misc", label="artifact")``
   -> ``dict[str, Tensor]`` generic keyed safetensors cache
 - ``COMPUTE_COUNT``: ``collections.Counter`` of computations done ("second_moment",
@@ -346,7 +348,7 @@ def derived_layer_artifact(lm: LoadedModel, layer: int, spec: StatsSpec, name: s
                            progress: bool = True) -> torch.Tensor:
     """An artefact computed from the C0 of ``layer`` (e.g. AlphaEdit's null-space projection),
     cached under the C0 key extended by ``name`` and ``params``."""
-    key = {"derived": name, "params": params, "from": stats_key(lm, layer, spec, data_root)}
+    key = _derived_key(lm, layer, spec, name, params, data_root)
 
     def _build() -> dict[str, torch.Tensor]:
         COMPUTE_COUNT[f"derived:{name}"] += 1
@@ -356,3 +358,30 @@ def derived_layer_artifact(lm: LoadedModel, layer: int, spec: StatsSpec, name: s
 
     return cached_tensors(key, _build, cache_root=cache_root, group=lm.entry.name,
                           label=f"{name}-L{layer}")["value"]
+
+
+def _derived_key(lm: LoadedModel, layer: int, spec: StatsSpec, name: str, params: dict[str, Any],
+                 data_root: str | Path | None) -> dict[str, Any]:
+    return {"derived": name, "params": params, "from": stats_key(lm, layer, spec, data_root)}
+
+
+def derived_layer_artifacts(lm: LoadedModel, layers: Sequence[int], spec: StatsSpec, name: str,
+                            params: dict[str, Any], build: Callable[[torch.Tensor], torch.Tensor], *,
+                            data_root: str | Path | None = None, cache_root: str | Path | None = None,
+                            progress: bool = True) -> dict[int, torch.Tensor]:
+    """:func:`derived_layer_artifact` of every layer in ``layers``. The C0s the missing
+    artefacts need are computed first, in one corpus pass (one pass per layer otherwise);
+    each layer's C0 is the same either way: the forward up to a layer does not depend on
+    which other layers are read."""
+    group = lm.entry.name
+    missing = []
+    for layer in layers:
+        key_sha = io.sha256_json(_derived_key(lm, layer, spec, name, params, data_root))
+        if not _paths(cache_root, group, f"{name}-L{layer}", key_sha)[1].is_file():
+            missing.append(layer)
+    if len(missing) > 1:
+        second_moments(lm, missing, spec, data_root=data_root, cache_root=cache_root,
+                       progress=progress)
+    return {layer: derived_layer_artifact(lm, layer, spec, name, params, build, data_root=data_root,
+                                          cache_root=cache_root, progress=progress)
+            for layer in layers}

@@ -131,6 +131,20 @@ def test_derived_artifact_cached_under_extended_key(corpus_root, stats_cache):
     assert len(calls) == 3
 
 
+def test_derived_artifacts_of_several_layers_take_one_corpus_pass(tiny, corpus_root, stats_cache):
+    kw = {"data_root": corpus_root, "cache_root": stats_cache, "progress": False}
+    before = stats.COMPUTE_COUNT.copy()
+    got = stats.derived_layer_artifacts(tiny, [1, 2], SPEC, "neg", {}, lambda c0: -c0, **kw)
+    assert stats.COMPUTE_COUNT["second_moment_pass"] - before["second_moment_pass"] == 1
+    for layer in (1, 2):
+        expected, _ = _direct_c0(tiny, layer, corpus_root, SPEC)
+        np.testing.assert_allclose(got[layer].numpy(), -expected, rtol=1e-5, atol=1e-8)
+    # cached: no pass, no build
+    again = stats.derived_layer_artifacts(tiny, [2, 1], SPEC, "neg", {}, lambda c0: 1 / 0, **kw)
+    assert stats.COMPUTE_COUNT["second_moment_pass"] - before["second_moment_pass"] == 1
+    assert all(torch.equal(again[layer], got[layer]) for layer in (1, 2))
+
+
 def test_missing_corpus_is_a_data_error(tmp_path, stats_cache):
     from benchmark.core.errors import DataError
 
