@@ -33,7 +33,7 @@ from typing import Literal
 
 import torch
 
-from benchmark.core.arch import LoadedModel, get_module
+from benchmark.core.arch import LoadedModel, forward_replaced, get_module, layer_modules
 from benchmark.core.requests import EditRequest
 
 Point = Literal["mlp_out", "residual"]
@@ -188,28 +188,6 @@ def _run_capturing(lm: LoadedModel, batch: Batch, points: Sequence[tuple[str, st
     if missing:
         raise RuntimeError(f"hook points never ran: {missing}")
     return got
-
-
-@contextlib.contextmanager
-def forward_replaced(mods: Sequence[torch.nn.Module], fn) -> Iterator[None]:
-    """Temporarily make every module of ``mods`` call ``fn`` instead of its ``forward``
-    (its hooks still run)."""
-    saved = [m.__dict__.get("forward") for m in mods]
-    for m in mods:
-        m.forward = fn
-    try:
-        yield
-    finally:
-        for m, f in zip(mods, saved):
-            if f is None:
-                del m.forward
-            else:
-                m.forward = f
-
-
-def layer_modules(lm: LoadedModel, n: int) -> list[torch.nn.Module]:
-    """The first ``n`` decoder layers."""
-    return [get_module(lm.model, lm.arch.layer_name(i)) for i in range(n)]
 
 
 class SubjectPasses:

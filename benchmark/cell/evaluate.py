@@ -11,6 +11,7 @@ not parse or whose key differs is named in a warning and recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -21,6 +22,7 @@ from benchmark.cell.rng import derived_seed, isolated_rng
 from benchmark.cell.state import CellRun
 from benchmark.core import io
 from benchmark.core.arch import to_out_in
+from benchmark.core.lower_layers import LowerLayerMemo, lowest_layer
 from benchmark.core.requests import EditRequest
 from benchmark.evaluation import MetricValue, as_metric_value, pooled
 from benchmark.evaluation.generation import GENERATION_METRICS, GenerationRule
@@ -194,13 +196,26 @@ def _editing(run: CellRun, n: int, variant: str, seed: int) -> Evaluated:
     return Evaluated()
 
 
+def _lower_layers_replayed(run: CellRun) -> contextlib.AbstractContextManager[None]:
+    """The general tasks' teacher-forced passes replay the output of the decoder layers
+    below the lowest edited one, recorded at the cell's first evaluation of them
+    (:mod:`benchmark.core.lower_layers`; bit for bit what running them gives)."""
+    if run.lower is None:
+        n = lowest_layer(run.loaded, run.w0)
+        if not n:
+            return contextlib.nullcontext()
+        run.lower = LowerLayerMemo(run.loaded, n)
+    return run.lower.active()
+
+
 def _general(run: CellRun, n: int, variant: str, seed: int) -> Evaluated:
     spec, ev = run.spec, run.spec.evaluation
     if not ev.tasks:
         return Evaluated()
 
     def general() -> dict:
-        return run.comps.evaluate_tasks(run.loaded, ev.tasks, ev.batch_size, ev.chat_template)
+        with _lower_layers_replayed(run):
+            return run.comps.evaluate_tasks(run.loaded, ev.tasks, ev.batch_size, ev.chat_template)
 
     if n == 0:
         key = {"model": run.loaded.identity or {}, "dtype": spec.dtype, "device": run.ctx.device,

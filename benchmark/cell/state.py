@@ -27,6 +27,7 @@ from benchmark.cell.folder import CellFolder, settings_changed
 from benchmark.cell.rng import rng_state, set_rng_state
 from benchmark.components import Components, EditorBundle, Hooks, Restrainer
 from benchmark.core.arch import Layout, LoadedModel, get_module, to_out_in
+from benchmark.core.lower_layers import LowerLayerMemo
 from benchmark.core.requests import EditRequest
 from benchmark.evaluation import MetricValue
 from benchmark.spec import CellSpec
@@ -73,6 +74,7 @@ class CellRun:
     sessions: int = 1
     earlier_code_versions: list[str | None] = field(default_factory=list)  # earlier sessions' git
     task_hashes: dict[str, str] = field(default_factory=dict)  # general task -> items hash
+    lower: LowerLayerMemo | None = None  # the unedited lower layers' outputs (evaluate.py)
 
     def phase(self, name: str) -> contextlib.AbstractContextManager[None]:
         return timed(self.wall, name)

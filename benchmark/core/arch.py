@@ -17,6 +17,8 @@ The entries themselves and the loading code live in :mod:`benchmark.models`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -140,6 +142,28 @@ def get_module(model: torch.nn.Module, name: str) -> torch.nn.Module:
         return model.get_submodule(name)
     except AttributeError as exc:
         raise ModuleNotFound(f"module {name!r} not found in {type(model).__name__}: {exc}") from None
+
+
+def layer_modules(lm: LoadedModel, n: int) -> list[torch.nn.Module]:
+    """The first ``n`` decoder layers."""
+    return [get_module(lm.model, lm.arch.layer_name(i)) for i in range(n)]
+
+
+@contextlib.contextmanager
+def forward_replaced(mods: Sequence[torch.nn.Module], fn) -> Iterator[None]:
+    """Temporarily make every module of ``mods`` call ``fn`` instead of its ``forward``
+    (its hooks still run)."""
+    saved = [m.__dict__.get("forward") for m in mods]
+    for m in mods:
+        m.forward = fn
+    try:
+        yield
+    finally:
+        for m, f in zip(mods, saved):
+            if f is None:
+                del m.forward
+            else:
+                m.forward = f
 
 
 def down_weight(model: torch.nn.Module, arch: ArchFacts, layer: int) -> torch.nn.Parameter:

@@ -120,7 +120,7 @@ def score_continuations(model: torch.nn.Module, seqs: Sequence[Sequence[int]], s
             ids[b, :len(rows[r])] = torch.tensor(rows[r])
         lo = min(first[r] for r in batch)
         kwargs = {"logits_to_keep": torch.arange(lo, width, device=device)} if keep_arg else {}
-        logits = model(input_ids=ids.to(device), **kwargs).logits.float()
+        logits = model(input_ids=ids.to(device), use_cache=False, **kwargs).logits.float()
         logp = torch.log_softmax(logits if keep_arg else logits[:, lo:], dim=-1).cpu()
         for b, r in enumerate(batch):
             logp_of[r] = (logp[b], lo)

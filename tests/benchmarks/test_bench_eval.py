@@ -29,22 +29,30 @@ BATCH = 16
 _FIGURES: dict[str, dict] = {}
 
 
-def checkpoint_evaluation(lm, requests, *, reference: bool) -> dict:
-    """Figures of one smoke-grid checkpoint evaluation: {(kind, task, metric): MetricValue}."""
+def checkpoint_evaluation(lm, requests, *, reference: bool, memo=None) -> dict:
+    """Figures of one smoke-grid checkpoint evaluation: {(kind, task, metric): MetricValue}.
+    ``memo``: a LowerLayerMemo the general tasks run under (as in a cell)."""
+    import contextlib
+
     from benchmark.evaluation.editing import evaluate_editing
     from benchmark.evaluation.general import evaluate_tasks
     from benchmark.evaluation.task_catalog import HEADLINE_TASKS, SMOKE_LIMITS
 
     editing = evaluate_editing(lm, requests, SMOKE_METRICS, batch_size=BATCH, reference=reference)
-    general = evaluate_tasks(lm, list(HEADLINE_TASKS), limit=dict(SMOKE_LIMITS), batch_size=BATCH,
-                             reference=reference)
+    with memo.active() if memo is not None else contextlib.nullcontext():
+        general = evaluate_tasks(lm, list(HEADLINE_TASKS), limit=dict(SMOKE_LIMITS),
+                                 batch_size=BATCH, reference=reference)
     out = {("editing", "counterfact", m): v for m, v in editing.items()}
     out.update({("general", t, m): v for t, ms in general.items() for m, v in ms.items()})
     return out
 
 
-@pytest.mark.parametrize("path", ["reference", "default"])
+@pytest.mark.parametrize("path", ["reference", "default", "default-replayed"])
 def test_checkpoint_evaluation_smollm2(benchmark, smollm2, path):
+    """``default-replayed``: the default path as a cell runs it after its first evaluation:
+    the general tasks replay the output of layers 0-5 (ROME edits layer 6), recorded in the
+    warm-up round."""
+    from benchmark.core.lower_layers import LowerLayerMemo
     from benchmark.data import load_requests
     from benchmark.evaluation.general import load_task
     from benchmark.evaluation.task_catalog import HEADLINE_TASKS
@@ -53,24 +61,30 @@ def test_checkpoint_evaluation_smollm2(benchmark, smollm2, path):
     requests = load_requests("counterfact", "edit", limit=N_FACTS)
     for task in HEADLINE_TASKS:
         load_task(task)
+    memo = LowerLayerMemo(smollm2, 6) if path == "default-replayed" else None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         figures = benchmark.pedantic(checkpoint_evaluation, args=(smollm2, requests),
-                                     kwargs={"reference": path == "reference"},
+                                     kwargs={"reference": path == "reference", "memo": memo},
                                      rounds=3, iterations=1, warmup_rounds=1)
     finally:
         torch.set_num_threads(threads)
     benchmark.extra_info.update(path=path, threads=1, facts=N_FACTS,
                                 batch_size=BATCH)
     assert len(figures) == 4 + 6  # editing metrics + acc, acc/margin, three perplexity figures
+    if memo is not None:
+        assert memo.replayed > 0
     _FIGURES[path] = figures
-    if len(_FIGURES) == 2:
-        ref, new = _FIGURES["reference"], _FIGURES["default"]
-        assert new.keys() == ref.keys()
-        for key, r in ref.items():
-            assert new[key].n == r.n, key
-            assert new[key].value == pytest.approx(r.value, rel=1e-6), key
+    if len(_FIGURES) == 3:
+        ref = _FIGURES["reference"]
+        for other in ("default", "default-replayed"):
+            new = _FIGURES[other]
+            assert new.keys() == ref.keys()
+            for key, r in ref.items():
+                assert new[key].n == r.n, key
+                assert new[key].value == pytest.approx(r.value, rel=1e-6), key
+        assert _FIGURES["default-replayed"] == _FIGURES["default"]  # bit for bit
 
 
 def test_headline_tasks_at_smoke_limits_smollm2(benchmark, smollm2):
