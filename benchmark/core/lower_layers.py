@@ -26,6 +26,7 @@ usual).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -100,6 +101,7 @@ class LowerLayerMemo:
         model = self.lm.model
         real = model.forward
 
+        @functools.wraps(real)  # callers read the signature (``logits_to_keep``)
         def forward(*args, **kwargs):
             key = self._key(args, kwargs)
             if key is None:

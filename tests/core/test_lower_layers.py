@@ -87,6 +87,25 @@ def test_other_inputs_and_non_plain_passes_are_not_replayed(lm):
     assert torch.equal(other, _logits(lm, _ids(1)))
 
 
+def test_scoring_under_the_memo_is_unchanged(lm):
+    """Scoring reads the forward's signature (the head only on kept positions): the memo
+    keeps it, and the scores are bit for bit those of a plain run."""
+    import inspect
+
+    from benchmark.core.scoring import score_continuations
+
+    seqs = [[257, *range(5, 5 + k)] for k in (4, 7, 9)]
+    starts = [3, 4, 8]
+    plain = score_continuations(lm.model, seqs, starts)
+    memo = LowerLayerMemo(lm, 1)
+    for _ in range(2):  # record, then replay
+        with memo.active():
+            assert "logits_to_keep" in inspect.signature(lm.model.forward).parameters
+            got = score_continuations(lm.model, seqs, starts)
+        assert torch.equal(got.logprob_sum, plain.logprob_sum)
+    assert memo.replayed > 0
+
+
 def test_recording_stops_at_the_byte_limit(lm):
     memo = LowerLayerMemo(lm, 2, max_bytes=3 * 11 * 64 * 4)  # one record of (3, 11, 64) float32
     with memo.active():
