@@ -56,9 +56,7 @@ class LowerLayerMemo:
             raise ValueError(f"lower-layer memo: n must be in 1..{lm.arch.n_layers}, not {n}")
         self.lm, self.n, self.max_bytes = lm, n, max_bytes
         self.mods = layer_modules(lm, n)
-        upper = tuple(lm.arch.layer_name(i) + "." for i in range(n, lm.arch.n_layers))
-        self._fixed = [(name, t) for name, t in (*lm.model.named_parameters(), *lm.model.named_buffers())
-                       if not name.startswith(upper)]
+        self._upper = tuple(lm.arch.layer_name(i) + "." for i in range(n, lm.arch.n_layers))
         self.records: dict[str, torch.Tensor] = {}
         self.fingerprint: str | None = None
         self.replayed = 0
@@ -66,7 +64,10 @@ class LowerLayerMemo:
 
     def _fingerprint(self) -> str:
         h, seen = hashlib.sha256(), set()
-        for name, t in self._fixed:
+        model = self.lm.model  # read afresh: a parameter replaced since is seen
+        for name, t in (*model.named_parameters(), *model.named_buffers()):
+            if name.startswith(self._upper):
+                continue
             if t.data_ptr() in seen:  # tied weights (input and output embeddings)
                 continue
             seen.add(t.data_ptr())

@@ -57,7 +57,7 @@ def test_replay_equals_a_plain_pass_of_the_edited_model(lm):
     assert torch.equal(replayed, plain) and not torch.equal(first, plain)
 
 
-@pytest.mark.parametrize("changed", ["lower layer", "embedding"])
+@pytest.mark.parametrize("changed", ["lower layer", "embedding", "replaced parameter"])
 def test_a_change_below_the_edited_layers_drops_the_records(lm, changed):
     memo = LowerLayerMemo(lm, 2)
     ids = _ids()
@@ -65,6 +65,9 @@ def test_a_change_below_the_edited_layers_drops_the_records(lm, changed):
         _logits(lm, ids)
     if changed == "lower layer":
         _perturb(lm, lm.arch.down_name(1))
+    elif changed == "replaced parameter":  # a new Parameter object, not an in-place change
+        mod = get_module(lm.model, lm.arch.down_name(0))
+        mod.weight = torch.nn.Parameter(mod.weight.detach() * 1.5)
     else:
         with torch.no_grad():
             lm.model.get_input_embeddings().weight[ids[0, 0]] += 0.1
