@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.core.arch import LoadedModel
-from editors.keys import forward_replaced, layer_modules, pad_batch, pad_token_id
+from benchmark.core.arch import LoadedModel, forward_replaced, layer_modules, output_recorded
+from editors.keys import pad_batch, pad_token_id
 
 
 @dataclass
@@ -69,15 +69,10 @@ class LayerReplay:
             yield
             return
         if self.out is None:  # first pass: every layer runs, the last skipped one is recorded
-            last = self.mods[-1]
-            real = last.forward
-
-            def record(*args, **kwargs):
-                out = real(*args, **kwargs)
+            def record(out) -> None:
                 self.out = out.detach() if isinstance(out, torch.Tensor) else None
-                return out
 
-            with forward_replaced([last], record):
+            with output_recorded(self.mods[-1], record):
                 yield
             if self.out is None:  # a layer returning a tuple: nothing is skipped
                 self.mods = []

@@ -166,6 +166,20 @@ def forward_replaced(mods: Sequence[torch.nn.Module], fn) -> Iterator[None]:
                 m.forward = f
 
 
+@contextlib.contextmanager
+def output_recorded(mod: torch.nn.Module, sink) -> Iterator[None]:
+    """Within this block every output of ``mod`` is passed to ``sink`` before it is returned."""
+    real = mod.forward
+
+    def record(*args, **kwargs):
+        out = real(*args, **kwargs)
+        sink(out)
+        return out
+
+    with forward_replaced([mod], record):
+        yield
+
+
 def down_weight(model: torch.nn.Module, arch: ArchFacts, layer: int) -> torch.nn.Parameter:
     """The stored weight parameter of the edited matrix at ``layer`` (layout as stored)."""
     return get_module(model, arch.down_name(layer)).weight

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 
 import torch
 
-from benchmark.core.arch import LoadedModel, forward_replaced, layer_modules
+from benchmark.core.arch import LoadedModel, forward_replaced, layer_modules, output_recorded
 
 log = logging.getLogger(__name__)
 
@@ -112,18 +112,13 @@ class LowerLayerMemo:
                 rec = self.records[key]
                 with forward_replaced(self.mods, lambda *a, **k: rec.clone()):
                     return real(*args, **kwargs)
-            last = self.mods[-1]
-            run_last = last.forward
-
-            def record(*a, **k):
-                out = run_last(*a, **k)
+            def record(out) -> None:
                 size = out.numel() * out.element_size() if isinstance(out, torch.Tensor) else 0
                 if size and self.recorded_bytes + size <= self.max_bytes:
                     self.records[key] = out.detach().clone()
                     self.recorded_bytes += size
-                return out
 
-            with forward_replaced([last], record):
+            with output_recorded(self.mods[-1], record):
                 return real(*args, **kwargs)
 
         with forward_replaced([model], forward):
