@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 #: Bump when the way text becomes samples changes (it is part of every key).
 CHUNKING_VERSION = 1
 COMPUTE_COUNT: Counter[str] = Counter()
+LOCK_POLL_S = 2.0  # how often a cell waiting on another's corpus pass looks for its layers
 
 
 # --------------------------------------------------------------------------- corpora
@@ -251,9 +252,11 @@ def second_moments(lm: LoadedModel, layers: Sequence[int], spec: StatsSpec, *,
 
     if load_cached():
         # parallel cells of one model: one computes, the others wait and then read what it
-        # stored (they compute only the layers still missing)
-        with io.file_lock(_stats_dir(cache_root, group) / "mom2.lock"):
-            missing = load_cached()
+        # stored (they compute only the layers still missing); a waiting cell goes on as
+        # soon as its own layers are stored, not after the other layers of the pass
+        with io.file_lock_unless(_stats_dir(cache_root, group) / "mom2.lock",
+                                 lambda: not load_cached(), poll_s=LOCK_POLL_S) as held:
+            missing = load_cached() if held else {}
             if missing:
                 results, n_tokens, n_chunks = _compute(lm, sorted(missing), spec, corpus,
                                                        data_root, progress)

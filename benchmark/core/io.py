@@ -8,7 +8,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,35 @@ def file_lock(path: str | os.PathLike, *, blocking: bool = True) -> Iterator[Non
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def file_lock_unless(path: str | os.PathLike, ready: Callable[[], bool], *,
+                     poll_s: float = 2.0) -> Iterator[bool]:
+    """:func:`file_lock`, or nothing once ``ready()`` says the wait is over.
+
+    While another process holds the lock, ``ready`` is asked every ``poll_s`` seconds; when
+    it returns True the block runs without the lock (yields False). With the lock the
+    block yields True. For a lock that guards several cache entries built together: a
+    process whose own entries another builder has already stored need not wait for the
+    builder's other entries."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if ready():
+                    yield False
+                    return
+                time.sleep(poll_s)
+                continue
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            return
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -184,3 +184,35 @@ def test_concurrent_callers_compute_a_shared_layer_once(corpus_root, tmp_path, m
     assert torch.equal(got["a"][1], got["b"][1])
     expected, _ = _direct_c0(lm_b, 2, corpus_root, SPEC)
     np.testing.assert_allclose(got["b"][2].numpy(), expected, rtol=1e-5, atol=1e-8)
+
+
+def test_a_waiting_caller_goes_on_once_its_own_layer_is_stored(corpus_root, tmp_path, monkeypatch):
+    """While another process holds the statistics lock for a pass over other layers too, a
+    caller whose layer that process has already stored reads it and returns, without
+    waiting for the lock and without a pass of its own."""
+    import shutil
+    import threading
+
+    from benchmark.core import io
+
+    lm = models.load("tiny-llama")
+    kw = {"data_root": corpus_root, "progress": False}
+    stored = stats.second_moments(lm, [1], SPEC, cache_root=tmp_path / "src", **kw)[1]
+    passes: list[list[int]] = []
+    monkeypatch.setattr(stats, "_compute", lambda lm, layers, *a, **k: passes.append(layers))
+    monkeypatch.setattr(stats, "LOCK_POLL_S", 0.05)
+    src, dst = (tmp_path / side / "stats" / lm.entry.name for side in ("src", "dst"))
+    got: dict[int, torch.Tensor] = {}
+    waiter = threading.Thread(target=lambda: got.update(
+        stats.second_moments(lm, [1], SPEC, cache_root=tmp_path / "dst", **kw)))
+    with io.file_lock(dst / "mom2.lock"):  # another cell's pass, still running
+        waiter.start()
+        waiter.join(timeout=0.5)
+        assert waiter.is_alive()  # layer 1 is not stored yet: it waits
+        for f in src.glob("mom2-L1-*"):  # the other cell stores layer 1
+            shutil.copy(f, dst / f.name)
+        waiter.join(timeout=60)
+        done_under_lock = not waiter.is_alive()
+    waiter.join()
+    assert done_under_lock and passes == []
+    assert torch.equal(got[1], stored)
