@@ -42,11 +42,14 @@ STATE_FORMAT = 1
 @contextlib.contextmanager
 def timed(wall: dict[str, float], name: str) -> Iterator[None]:
     """Add the block's wall-clock seconds to ``wall[name]``."""
-    t0 = time.perf_counter()
+    t0 = _clock()
     try:
         yield
     finally:
-        wall[name] = wall.get(name, 0.0) + time.perf_counter() - t0
+        wall[name] = wall.get(name, 0.0) + _clock() - t0
+
+
+_clock = time.perf_counter  # module attribute: tests replace it with a counting clock
 
 
 @dataclass
@@ -177,7 +180,10 @@ def load_state(run: CellRun) -> bool:
                for k, v in blob["acc"].items()}
     run.cursor = int(blob["cursor"])
     run.each = [{k: MetricValue.from_dict(v) for k, v in d.items()} for d in blob["each"]]
-    run.wall = {k: float(v) for k, v in blob["wall"].items()}
+    # the saved sessions' seconds plus this session's so far (its load and statistics)
+    session, run.wall = run.wall, {k: float(v) for k, v in blob["wall"].items()}
+    for phase, seconds in session.items():
+        run.wall[phase] = run.wall.get(phase, 0.0) + seconds
     run.sessions = int(blob["sessions"]) + 1
     # a state saved before the list existed knows only its last session's commit (None:
     # unknown)

@@ -103,6 +103,35 @@ def test_resume_after_kill_gives_identical_records(tmp_path, grid_factory, kill_
     assert prov["sessions"] == (2 if saved else 1)
 
 
+def test_resumed_provenance_sums_the_seconds_of_every_session(tmp_path, grid_factory, monkeypatch):
+    """wall_seconds is summed over sessions (docs/results-schema.md): the resumed session's
+    own load and statistics count along with the saved session's. A clock that advances
+    one second per reading makes each timed block last exactly one second."""
+    import itertools
+
+    from benchmark.cell import state
+
+    ticks = itertools.count()
+    monkeypatch.setattr(state, "_clock", lambda: float(next(ticks)))
+    grid = grid_factory(save_every=3)
+    seen = {"killed": False}
+
+    def after_edit(cursor):
+        if cursor == 4 and not seen["killed"]:
+            seen["killed"] = True
+            raise SimulatedKill
+
+    with pytest.raises(SimulatedKill):
+        _run(grid, tmp_path, hooks=Hooks(after_edit=after_edit))
+    _run(grid, tmp_path, resume=True)
+    first_cell = grid.cells[0].short_hash
+    cell_dir = next(p for p in (tmp_path / "wd").rglob("*") if p.is_dir() and p.name.endswith(first_cell))
+    prov = json.loads((cell_dir / "provenance.json").read_text())
+    assert prov["sessions"] == 2
+    # one load and one statistics block in each of the two sessions
+    assert prov["wall_seconds"]["load"] == 2.0 and prov["wall_seconds"]["statistics"] == 2.0
+
+
 def test_resume_after_two_kills(tmp_path, grid_factory):
     grid = grid_factory(save_every=2, checkpoints="[0, 3, 6]")
     _run(grid, tmp_path / "ref")
