@@ -105,23 +105,19 @@ def file_lock_unless(path: str | os.PathLike, ready: Callable[[], bool], *,
     block yields True. For a lock that guards several cache entries built together: a
     process whose own entries another builder has already stored need not wait for the
     builder's other entries."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        while True:
+    while True:
+        with contextlib.ExitStack() as stack:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if ready():
-                    yield False
-                    return
-                time.sleep(poll_s)
-                continue
-            try:
+                stack.enter_context(file_lock(path, blocking=False))
+            except LockBusy:
+                pass
+            else:
                 yield True
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+                return
+        if ready():
+            yield False
             return
+        time.sleep(poll_s)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -201,7 +201,7 @@ def test_a_waiting_caller_goes_on_once_its_own_layer_is_stored(corpus_root, tmp_
     passes: list[list[int]] = []
     monkeypatch.setattr(stats, "_compute", lambda lm, layers, *a, **k: passes.append(layers))
     monkeypatch.setattr(stats, "LOCK_POLL_S", 0.05)
-    src, dst = (tmp_path / side / "stats" / lm.entry.name for side in ("src", "dst"))
+    src, dst = (stats._stats_dir(tmp_path / side, lm.entry.name) for side in ("src", "dst"))
     got: dict[int, torch.Tensor] = {}
     waiter = threading.Thread(target=lambda: got.update(
         stats.second_moments(lm, [1], SPEC, cache_root=tmp_path / "dst", **kw)))
